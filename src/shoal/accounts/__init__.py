@@ -1,0 +1,1 @@
+"""Users, accounts, members, API keys, the GoTrue-compatible router, CurrentPrincipal."""

@@ -1,0 +1,247 @@
+"""create_app(settings): lifespan state, middleware, routers and the one error handler."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shoal import health
+from shoal.accounts.router import router as accounts_router
+from shoal.accounts.gotrue import router as gotrue_router
+from shoal.auth.tokens import SupabaseVerifier, TokenIssuer, load_signing_key
+from shoal.config import Settings, load_settings
+from shoal.db.engine import create_engine, session_factory
+from shoal.db.migrate import upgrade_async
+from shoal.errors import ShoalError
+from shoal.observability.logging import redact
+from shoal.threads.router import router as threads_router
+
+log = structlog.get_logger("shoal")
+access_log = structlog.get_logger("shoal.access")
+
+
+def _error(status: int, detail: str, code: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status)
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShoalError)
+    async def _shoal(_request: Request, exc: ShoalError) -> JSONResponse:
+        response = JSONResponse(exc.body(), status_code=exc.status)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
+        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+        return _error(422, detail, "validation_error", errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            detail = "Not found."
+        response = _error(exc.status_code, detail, code)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        return _error(409, "The request conflicts with existing data.", "conflict")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return _error(500, "Internal server error.", "internal")
+
+
+class RequestContextMiddleware:
+    """Request id, body size limit, and a redacted access log (no tokens, keys or ?token=)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _send_json(send, 413, "Request body is too large.", "payload_too_large", request_id)
+            self._log(scope, 413, started)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await _send_json(send, 413, "Request body is too large.", "payload_too_large", request_id)
+            status = 413
+        finally:
+            self._log(scope, status, started)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope.get("path", "") + (f"?{query}" if query else "")
+        access_log.info(
+            "request",
+            method=scope.get("method"),
+            path=redact(path),
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_json(send: Send, status: int, detail: str, code: str, request_id: str) -> None:
+    import json
+
+    body = json.dumps({"detail": detail, "code": code}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool | None = None) -> FastAPI:
+    """Build the application. ``migrate`` defaults to True on the embedded SQLite database."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        should_migrate = settings.is_sqlite if migrate is None else migrate
+        if should_migrate:
+            await upgrade_async(settings.effective_database_url)
+        engine = create_engine(settings.effective_database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.session_factory = session_factory(engine)
+        app.state.token_issuer = None
+        app.state.supabase_verifier = None
+        if settings.auth_mode == "builtin":
+            key, _generated = load_signing_key(settings.auth_signing_key, settings.data_dir)
+            app.state.token_issuer = TokenIssuer(
+                key,
+                issuer=f"{settings.public_url.rstrip('/')}/auth/v1",
+                ttl_seconds=settings.access_token_ttl_seconds,
+            )
+        else:
+            app.state.supabase_verifier = SupabaseVerifier(
+                jwt_secret=settings.supabase_jwt_secret,
+                jwks_url=settings.supabase_effective_jwks_url,
+            )
+        readiness: dict[str, Callable[[], Awaitable[str]]] = app.state.readiness_checks
+        readiness.setdefault("bus", _embedded)
+        readiness.setdefault("broker", _embedded)
+        log.info("shoal_started", database=settings.is_sqlite and "sqlite" or "postgresql")
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="shoal",
+        version=__import__("shoal").__version__,
+        description="Self-hostable backend for autonomous AI agents.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.readiness_checks = {}
+    _install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials="*" not in settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)
+    app.include_router(health.router, prefix="/api")
+    app.include_router(accounts_router, prefix="/api")
+    app.include_router(threads_router, prefix="/api")
+    if settings.auth_mode == "builtin":
+        app.include_router(gotrue_router)
+    return app
+
+
+async def _embedded() -> str:
+    return "embedded"

@@ -1,0 +1,1 @@
+"""Tokens, keys, password and API-key hashing, the Principal. No SQL, no HTTP."""

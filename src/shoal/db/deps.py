@@ -1,0 +1,26 @@
+"""Request-scoped session: commits before the response is sent (durable acceptance)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shoal.db.session import commit, rollback
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with factory() as session:
+        try:
+            yield session
+        except BaseException:
+            await rollback(session)
+            raise
+        else:
+            await commit(session)
+
+
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

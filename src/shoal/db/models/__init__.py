@@ -1,0 +1,17 @@
+"""All tables, one module per aggregate. Importing this package registers every table."""
+
+from shoal.db.models.accounts import Account, AccountMember, ApiKey, AuthSession, LoginAttempt, RefreshToken, User
+from shoal.db.models.threads import Message, Project, Thread
+
+__all__ = [
+    "Account",
+    "AccountMember",
+    "ApiKey",
+    "AuthSession",
+    "LoginAttempt",
+    "Message",
+    "Project",
+    "RefreshToken",
+    "Thread",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""Pure helpers: ids, time, cursor pagination, json. No I/O."""

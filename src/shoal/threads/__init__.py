@@ -1,0 +1,1 @@
+"""Projects, threads and messages."""

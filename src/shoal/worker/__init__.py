@@ -1,0 +1,1 @@
+"""Broker (RabbitMQ | in-process), enqueue-after-commit, generic executor."""
