@@ -100,6 +100,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index('ix_api_keys_account_id_created_at', ['account_id', 'created_at', 'key_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_api_keys_created_by_user_id'), ['created_by_user_id'], unique=False)
 
     op.create_table('projects',
     sa.Column('project_id', sa.Uuid(), nullable=False),
@@ -185,6 +186,7 @@ def downgrade() -> None:
 
     op.drop_table('projects')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_keys_created_by_user_id'))
         batch_op.drop_index('ix_api_keys_account_id_created_at')
 
     op.drop_table('api_keys')

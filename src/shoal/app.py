@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shoal import health
 from shoal.accounts.router import router as accounts_router
 from shoal.accounts.gotrue import router as gotrue_router
+from shoal.agents.router import router as agents_router
 from shoal.auth.tokens import SupabaseVerifier, TokenIssuer, load_signing_key
 from shoal.config import Settings, load_settings
 from shoal.db.engine import create_engine, session_factory
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
     app.include_router(health.router, prefix="/api")
     app.include_router(accounts_router, prefix="/api")
     app.include_router(threads_router, prefix="/api")
+    app.include_router(agents_router, prefix="/api")
     if settings.auth_mode == "builtin":
         app.include_router(gotrue_router)
     return app

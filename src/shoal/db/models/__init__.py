@@ -1,10 +1,20 @@
 """All tables, one module per aggregate. Importing this package registers every table."""
 
-from shoal.db.models.accounts import Account, AccountMember, ApiKey, AuthSession, LoginAttempt, RefreshToken, User
+from shoal.db.models.accounts import (
+    Account,
+    AccountMember,
+    ApiKey,
+    AuthSession,
+    LoginAttempt,
+    RefreshToken,
+    User,
+)
+from shoal.db.models.agents import Agent
 from shoal.db.models.threads import Message, Project, Thread
 
 __all__ = [
     "Account",
+    "Agent",
     "AccountMember",
     "ApiKey",
     "AuthSession",

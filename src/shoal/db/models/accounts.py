@@ -68,7 +68,9 @@ class ApiKey(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.account_id", ondelete="CASCADE")
     )
-    created_by_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_by_user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(32))
     secret_hash: Mapped[str] = mapped_column(String(128), unique=True)

@@ -48,7 +48,9 @@ class Thread(TimestampMixin, Base):
         ForeignKey("accounts.account_id", ondelete="CASCADE")
     )
     name: Mapped[str | None] = mapped_column(String(200))
-    agent_id: Mapped[uuid.UUID | None]
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("agents.agent_id", ondelete="SET NULL"), index=True
+    )
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     last_message_seq: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -1,0 +1,1 @@
+"""Agent configurations: system prompt, model, tools offered; one default per account."""
