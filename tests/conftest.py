@@ -33,6 +33,7 @@ from shoal.config import Settings  # noqa: E402
 from shoal.db.migrate import upgrade  # noqa: E402
 from shoal.db.models import AuthSession  # noqa: E402
 from shoal.db.session import unit_of_work  # noqa: E402
+from shoal.llm.base import ChatModel  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SHOAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -125,14 +126,24 @@ def settings(database_url: str, tmp_path: Path, settings_overrides: dict[str, An
         "data_dir": tmp_path / "data",
         "database_url": database_url,
         "login_rate_limit": 1000,
+        "run_lease_seconds": 3.0,
+        "run_heartbeat_seconds": 0.5,
+        "sweeper_interval_seconds": 0.5,
+        "drain_timeout_seconds": 2.0,
         **settings_overrides,
     }
     return Settings(**values)
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, migrate=False)
+def chat_model() -> ChatModel | None:
+    """Override to inject a model (e.g. ScriptedChatModel); None: the settings' default."""
+    return None
+
+
+@pytest.fixture
+async def app(settings: Settings, chat_model: ChatModel | None) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, migrate=False, chat_model=chat_model)
     async with application.router.lifespan_context(application):
         yield application
 

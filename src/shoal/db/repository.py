@@ -45,7 +45,10 @@ async def newest_first(
     if cursor is not None:
         after = TimeCursor.decode(cursor)
         query = query.where(
-            or_(created_at < after.created_at, and_(created_at == after.created_at, ident < after.id))
+            or_(
+                created_at < after.created_at,
+                and_(created_at == after.created_at, ident < after.id),
+            )
         )
     query = query.order_by(created_at.desc(), ident.desc()).limit(limit + 1)
     rows = list((await session.execute(query)).scalars().all())
@@ -53,6 +56,4 @@ async def newest_first(
         return Page(rows, None)
     last = rows[limit - 1]
     key: Callable[[Any], Any] = lambda row: getattr(row, ident.key)  # noqa: E731
-    return Page(
-        rows[:limit], TimeCursor(getattr(last, created_at.key), key(last)).encode()
-    )
+    return Page(rows[:limit], TimeCursor(getattr(last, created_at.key), key(last)).encode())

@@ -10,6 +10,7 @@ from shoal.db.models.accounts import (
     User,
 )
 from shoal.db.models.agents import Agent
+from shoal.db.models.runs import AgentRun, IdempotencyKey, RunEvent
 from shoal.db.models.threads import Message, Project, Thread
 
 __all__ = [
@@ -17,11 +18,14 @@ __all__ = [
     "Agent",
     "AccountMember",
     "ApiKey",
+    "AgentRun",
     "AuthSession",
+    "IdempotencyKey",
     "LoginAttempt",
     "Message",
     "Project",
     "RefreshToken",
+    "RunEvent",
     "Thread",
     "User",
 ]

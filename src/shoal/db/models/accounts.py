@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shoal.db.base import Base, TimestampMixin
@@ -62,7 +70,9 @@ class ApiKey(Base):
     """A secret ``shoal_sk_…`` acting for one account; only its hash is stored."""
 
     __tablename__ = "api_keys"
-    __table_args__ = (Index("ix_api_keys_account_id_created_at", "account_id", "created_at", "key_id"),)
+    __table_args__ = (
+        Index("ix_api_keys_account_id_created_at", "account_id", "created_at", "key_id"),
+    )
 
     key_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -84,7 +94,9 @@ class AuthSession(Base):
     __tablename__ = "auth_sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     refreshed_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

@@ -6,7 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shoal.db.base import Base, TimestampMixin
@@ -61,9 +70,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("thread_id", "seq"),
-        CheckConstraint(
-            "type IN ('user', 'assistant', 'tool', 'status', 'summary')", name="type"
-        ),
+        CheckConstraint("type IN ('user', 'assistant', 'tool', 'status', 'summary')", name="type"),
     )
 
     message_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -71,7 +78,9 @@ class Message(Base):
         ForeignKey("threads.thread_id", ondelete="CASCADE")
     )
     seq: Mapped[int] = mapped_column(Integer)
-    agent_run_id: Mapped[uuid.UUID | None]
+    agent_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("agent_runs.id", ondelete="SET NULL"), index=True
+    )
     type: Mapped[str] = mapped_column(String(16))
     is_llm_message: Mapped[bool] = mapped_column(Boolean, default=True)
     content: Mapped[dict[str, Any]]
