@@ -26,14 +26,15 @@ from fastapi import FastAPI
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from shoal.accounts.repository import AccountRepository  # noqa: E402
-from shoal.app import create_app  # noqa: E402
-from shoal.auth.tokens import TokenIssuer  # noqa: E402
-from shoal.config import Settings  # noqa: E402
-from shoal.db.migrate import upgrade  # noqa: E402
-from shoal.db.models import AuthSession  # noqa: E402
-from shoal.db.session import unit_of_work  # noqa: E402
-from shoal.llm.base import ChatModel  # noqa: E402
+from shoal.accounts.repository import AccountRepository
+from shoal.app import create_app
+from shoal.auth.tokens import TokenIssuer
+from shoal.config import Settings
+from shoal.db.base import Base
+from shoal.db.migrate import upgrade
+from shoal.db.models import AuthSession
+from shoal.db.session import unit_of_work
+from shoal.llm.base import ChatModel
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SHOAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -82,14 +83,12 @@ def postgres_url() -> Iterator[str]:
 
 
 async def _truncate(url: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    """Empty every table (children first). DELETE beats TRUNCATE on tiny tables."""
+    conn = await asyncpg.connect(url)
     try:
-        tables = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
-        )
-        if tables:
-            names = ", ".join(f'"{row["tablename"]}"' for row in tables)
-            await conn.execute(f"TRUNCATE {names} CASCADE")
+        async with conn.transaction():
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(f'DELETE FROM "{table.name}"')
     finally:
         await conn.close()
 
@@ -174,7 +173,9 @@ class TestUser:
         return self.id
 
 
-async def make_user(app: FastAPI, email: str | None = None, password: str | None = None) -> TestUser:
+async def make_user(
+    app: FastAPI, email: str | None = None, password: str | None = None
+) -> TestUser:
     """A user with a personal account and a signed-in session (built-in auth)."""
     from shoal.auth.secrets import hash_password
 

@@ -4,29 +4,34 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal import health
-from shoal.accounts.router import router as accounts_router
 from shoal.accounts.gotrue import router as gotrue_router
+from shoal.accounts.router import router as accounts_router
 from shoal.agents.router import router as agents_router
 from shoal.auth.tokens import SupabaseVerifier, TokenIssuer, load_signing_key
+from shoal.billing.router import router as billing_router
 from shoal.config import Settings, load_settings
 from shoal.db.engine import create_engine, session_factory
 from shoal.db.migrate import upgrade_async
 from shoal.errors import ShoalError
+from shoal.llm.base import ChatModel
 from shoal.observability.logging import redact
+from shoal.runs import service as run_service
+from shoal.runs.host import RunHost
+from shoal.runs.router import router as runs_router
 from shoal.threads.router import router as threads_router
 
 log = structlog.get_logger("shoal")
@@ -111,7 +116,9 @@ class RequestContextMiddleware:
         response_started = False
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _send_json(send, 413, "Request body is too large.", "payload_too_large", request_id)
+            await _send_json(
+                send, 413, "Request body is too large.", "payload_too_large", request_id
+            )
             self._log(scope, 413, started)
             return
         received = 0
@@ -138,7 +145,9 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not response_started:
-                await _send_json(send, 413, "Request body is too large.", "payload_too_large", request_id)
+                await _send_json(
+                    send, 413, "Request body is too large.", "payload_too_large", request_id
+                )
             status = 413
         finally:
             self._log(scope, status, started)
@@ -178,8 +187,14 @@ async def _send_json(send: Send, status: int, detail: str, code: str, request_id
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool | None = None) -> FastAPI:
-    """Build the application. ``migrate`` defaults to True on the embedded SQLite database."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    migrate: bool | None = None,
+    chat_model: ChatModel | None = None,
+) -> FastAPI:
+    """Build the application. ``migrate`` defaults to True on the embedded SQLite database;
+    ``chat_model`` replaces the LiteLLM/demo model (tests inject fakes at this seam)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -206,13 +221,26 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
                 jwt_secret=settings.supabase_jwt_secret,
                 jwks_url=settings.supabase_effective_jwks_url,
             )
-        readiness: dict[str, Callable[[], Awaitable[str]]] = app.state.readiness_checks
-        readiness.setdefault("bus", _embedded)
-        readiness.setdefault("broker", _embedded)
-        log.info("shoal_started", database=settings.is_sqlite and "sqlite" or "postgresql")
+        host = RunHost.create(
+            settings,
+            app.state.session_factory,
+            execute=settings.broker_url is None,
+            chat_model=chat_model,
+        )
+        app.state.runtime = host.runtime
+        app.state.run_host = host
+        app.state.readiness = host.readiness
+        app.state.delete_hooks = run_service.delete_hooks(host.runtime)
+        await host.start()
+        log.info(
+            "shoal_started",
+            database="sqlite" if settings.is_sqlite else "postgresql",
+            mode="embedded" if settings.broker_url is None else "api",
+        )
         try:
             yield
         finally:
+            await host.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -224,7 +252,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.readiness_checks = {}
     _install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -240,10 +267,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool | None = None)
     app.include_router(accounts_router, prefix="/api")
     app.include_router(threads_router, prefix="/api")
     app.include_router(agents_router, prefix="/api")
+    app.include_router(runs_router, prefix="/api")
+    app.include_router(billing_router, prefix="/api")
     if settings.auth_mode == "builtin":
         app.include_router(gotrue_router)
     return app
-
-
-async def _embedded() -> str:
-    return "embedded"

@@ -8,12 +8,11 @@ each and :func:`load_settings` turns a non-empty list into a :class:`~shoal.erro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from shoal.errors import ConfigError
 
@@ -29,8 +28,9 @@ _PROVIDER_KEYS = (
 )
 
 
-def _env(name: str) -> dict[str, AliasChoices]:
-    return {"validation_alias": AliasChoices(name)}
+def _env(name: str) -> AliasChoices:
+    """The environment variable a setting is read from (its exact documented name)."""
+    return AliasChoices(name)
 
 
 class Settings(BaseSettings):
@@ -42,138 +42,337 @@ class Settings(BaseSettings):
 
     # -- core ---------------------------------------------------------------------------------
     env: Literal["development", "production"] = Field(
-        "development", description="development | production (strict checks)", **_env("SHOAL_ENV")
+        "development",
+        description="development | production (strict checks)",
+        validation_alias=_env("SHOAL_ENV"),
     )
     data_dir: Path = Field(
         Path(".shoal"),
         description="SQLite file, sandbox workspaces, generated keys",
-        **_env("SHOAL_DATA_DIR"),
+        validation_alias=_env("SHOAL_DATA_DIR"),
     )
     database_url: str | None = Field(
         None,
         description="sqlite:///… (default: $SHOAL_DATA_DIR/shoal.db) or postgresql://…",
-        **_env("SHOAL_DATABASE_URL"),
+        validation_alias=_env("SHOAL_DATABASE_URL"),
     )
     broker_url: str | None = Field(
-        None, description="amqp://… (unset: in-process queue)", **_env("SHOAL_BROKER_URL")
+        None,
+        description="amqp://… (unset: in-process queue)",
+        validation_alias=_env("SHOAL_BROKER_URL"),
     )
     redis_url: str | None = Field(
-        None, description="redis://… (unset: in-memory bus)", **_env("SHOAL_REDIS_URL")
+        None,
+        description="redis://… (unset: in-memory bus)",
+        validation_alias=_env("SHOAL_REDIS_URL"),
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000", description="the public origin", **_env("SHOAL_PUBLIC_URL")
+        "http://127.0.0.1:8000",
+        description="the public origin",
+        validation_alias=_env("SHOAL_PUBLIC_URL"),
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated allowed browser origins",
-        **_env("SHOAL_CORS_ORIGINS"),
+        validation_alias=_env("SHOAL_CORS_ORIGINS"),
     )
 
     # -- sandbox ------------------------------------------------------------------------------
     sandbox_provider: Literal["local", "daytona", "unsafe-local"] = Field(
-        "local", description="local | daytona | unsafe-local", **_env("SHOAL_SANDBOX_PROVIDER")
+        "local",
+        description="local | daytona | unsafe-local",
+        validation_alias=_env("SHOAL_SANDBOX_PROVIDER"),
     )
-    daytona_api_key: str | None = Field(None, **_env("DAYTONA_API_KEY"))
-    daytona_api_url: str | None = Field(None, **_env("DAYTONA_API_URL"))
-    daytona_target: str | None = Field(None, **_env("DAYTONA_TARGET"))
+    daytona_api_key: str | None = Field(None, validation_alias=_env("DAYTONA_API_KEY"))
+    daytona_api_url: str | None = Field(None, validation_alias=_env("DAYTONA_API_URL"))
+    daytona_target: str | None = Field(None, validation_alias=_env("DAYTONA_TARGET"))
+    # -- sandbox: local provider limits (issue 6; owned by src/shoal/sandbox) -------------------
+    sandbox_cpu_seconds: int = Field(
+        600,
+        ge=1,
+        description="CPU time one command may use before it is killed (RLIMIT_CPU)",
+        validation_alias=_env("SHOAL_SANDBOX_CPU_SECONDS"),
+    )
+    sandbox_cpus: float = Field(
+        1.0,
+        gt=0,
+        le=256,
+        description="CPU bandwidth of one sandbox, in cores (cgroup cpu.max)",
+        validation_alias=_env("SHOAL_SANDBOX_CPUS"),
+    )
+    sandbox_memory_mb: int = Field(
+        2048,
+        ge=64,
+        description="memory of one sandbox (cgroup memory.max)",
+        validation_alias=_env("SHOAL_SANDBOX_MEMORY_MB"),
+    )
+    sandbox_address_space_mb: int = Field(
+        8192,
+        ge=4096,
+        description="virtual address space per process (RLIMIT_AS; ≥ 4 GiB for Node/Go/JVM)",
+        validation_alias=_env("SHOAL_SANDBOX_ADDRESS_SPACE_MB"),
+    )
+    sandbox_pids: int = Field(
+        512,
+        ge=16,
+        description="processes and threads in one sandbox (cgroup pids.max, RLIMIT_NPROC)",
+        validation_alias=_env("SHOAL_SANDBOX_PIDS"),
+    )
+    sandbox_workspace_mb: int = Field(
+        2048,
+        ge=16,
+        description="size limit of one sandbox's /workspace",
+        validation_alias=_env("SHOAL_SANDBOX_WORKSPACE_MB"),
+    )
+    sandbox_file_mb: int = Field(
+        1024,
+        ge=1,
+        description="largest file a sandbox may write (RLIMIT_FSIZE)",
+        validation_alias=_env("SHOAL_SANDBOX_FILE_MB"),
+    )
+    sandbox_uid_base: int = Field(
+        200_000,
+        ge=1000,
+        description="first host uid given to sandboxes (one uid per sandbox when run as root)",
+        validation_alias=_env("SHOAL_SANDBOX_UID_BASE"),
+    )
+    sandbox_uid_count: int = Field(
+        10_000,
+        ge=1,
+        description="how many sandbox uids there are from SHOAL_SANDBOX_UID_BASE",
+        validation_alias=_env("SHOAL_SANDBOX_UID_COUNT"),
+    )
+    # -- end of sandbox limits -------------------------------------------------------------------
 
     # -- auth ---------------------------------------------------------------------------------
     auth_mode: Literal["builtin", "supabase"] = Field(
-        "builtin", description="builtin | supabase", **_env("SHOAL_AUTH_MODE")
+        "builtin", description="builtin | supabase", validation_alias=_env("SHOAL_AUTH_MODE")
     )
     auth_signing_key: str | None = Field(
         None,
         description="PEM or JWKS private key (unset: generated into the data dir)",
-        **_env("SHOAL_AUTH_SIGNING_KEY"),
+        validation_alias=_env("SHOAL_AUTH_SIGNING_KEY"),
     )
-    supabase_url: str | None = Field(None, **_env("SUPABASE_URL"))
-    supabase_jwt_secret: str | None = Field(None, **_env("SUPABASE_JWT_SECRET"))
-    supabase_jwks_url: str | None = Field(None, **_env("SUPABASE_JWKS_URL"))
+    supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))
+    supabase_jwt_secret: str | None = Field(None, validation_alias=_env("SUPABASE_JWT_SECRET"))
+    supabase_jwks_url: str | None = Field(None, validation_alias=_env("SUPABASE_JWKS_URL"))
     access_token_ttl_seconds: int = Field(
-        3600, ge=60, le=86400, **_env("SHOAL_ACCESS_TOKEN_TTL_SECONDS")
+        3600, ge=60, le=86400, validation_alias=_env("SHOAL_ACCESS_TOKEN_TTL_SECONDS")
     )
     refresh_token_ttl_seconds: int = Field(
-        30 * 86400, ge=3600, **_env("SHOAL_REFRESH_TOKEN_TTL_SECONDS")
+        30 * 86400, ge=3600, validation_alias=_env("SHOAL_REFRESH_TOKEN_TTL_SECONDS")
     )
     login_rate_limit: int = Field(
         10,
         ge=1,
         description="password sign-in attempts per email and per client per window",
-        **_env("SHOAL_LOGIN_RATE_LIMIT"),
+        validation_alias=_env("SHOAL_LOGIN_RATE_LIMIT"),
     )
     login_rate_window_seconds: int = Field(
-        60, ge=1, **_env("SHOAL_LOGIN_RATE_WINDOW_SECONDS")
+        60, ge=1, validation_alias=_env("SHOAL_LOGIN_RATE_WINDOW_SECONDS")
     )
 
     # -- billing ------------------------------------------------------------------------------
-    billing_enabled: bool = Field(False, **_env("SHOAL_BILLING_ENABLED"))
-    stripe_secret_key: str | None = Field(None, **_env("STRIPE_SECRET_KEY"))
-    stripe_webhook_secret: str | None = Field(None, **_env("STRIPE_WEBHOOK_SECRET"))
-    stripe_api_base: str | None = Field(None, **_env("STRIPE_API_BASE"))
+    billing_enabled: bool = Field(False, validation_alias=_env("SHOAL_BILLING_ENABLED"))
+    stripe_secret_key: str | None = Field(None, validation_alias=_env("STRIPE_SECRET_KEY"))
+    stripe_webhook_secret: str | None = Field(None, validation_alias=_env("STRIPE_WEBHOOK_SECRET"))
+    stripe_api_base: str | None = Field(None, validation_alias=_env("STRIPE_API_BASE"))
+    # -- billing (issue 7) ----------------------------------------------------------------------
+    plans_file: Path | None = Field(
+        None,
+        description="TOML file of billing plans (unset: the packaged free/pro plans)",
+        validation_alias=_env("SHOAL_PLANS_FILE"),
+    )
+    sandbox_usd_per_second: float = Field(
+        0.0,
+        ge=0,
+        description="price of one second of sandbox exec, recorded in the usage ledger",
+        validation_alias=_env("SHOAL_SANDBOX_USD_PER_SECOND"),
+    )
+    billing_allowed_redirect_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated extra origins allowed for checkout/portal return URLs "
+        "(SHOAL_PUBLIC_URL and SHOAL_CORS_ORIGINS always are)",
+        validation_alias=_env("SHOAL_BILLING_ALLOWED_REDIRECT_ORIGINS"),
+    )
+    stripe_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="bound on every Stripe API call (past it: 503 dependency_unavailable)",
+        validation_alias=_env("SHOAL_STRIPE_TIMEOUT_SECONDS"),
+    )
+
+    @field_validator("billing_allowed_redirect_origins", mode="before")
+    @classmethod
+    def _split_billing_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip().rstrip("/") for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("plans_file")
+    @classmethod
+    def _plans_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    # -- end of billing (issue 7) block -----------------------------------------------------------
 
     # -- tracing ------------------------------------------------------------------------------
-    langfuse_public_key: str | None = Field(None, **_env("LANGFUSE_PUBLIC_KEY"))
-    langfuse_secret_key: str | None = Field(None, **_env("LANGFUSE_SECRET_KEY"))
-    langfuse_host: str | None = Field(None, **_env("LANGFUSE_HOST"))
+    langfuse_public_key: str | None = Field(None, validation_alias=_env("LANGFUSE_PUBLIC_KEY"))
+    langfuse_secret_key: str | None = Field(None, validation_alias=_env("LANGFUSE_SECRET_KEY"))
+    langfuse_host: str | None = Field(None, validation_alias=_env("LANGFUSE_HOST"))
 
     # -- models and tools ---------------------------------------------------------------------
     default_model: str | None = Field(
         None,
         description="any LiteLLM model (unset: shoal/demo when no provider key is set)",
-        **_env("SHOAL_DEFAULT_MODEL"),
+        validation_alias=_env("SHOAL_DEFAULT_MODEL"),
     )
-    tavily_api_key: str | None = Field(None, **_env("TAVILY_API_KEY"))
+    tavily_api_key: str | None = Field(None, validation_alias=_env("TAVILY_API_KEY"))
 
     # -- engine, llm and tools (issue 4; owned by src/shoal/{llm,tools,engine}) ---------------
     llm_model_aliases: dict[str, str] = Field(
         default_factory=dict,
         description='JSON map of model aliases, e.g. {"fast": "openai/gpt-4o-mini"}',
-        **_env("SHOAL_LLM_MODEL_ALIASES"),
+        validation_alias=_env("SHOAL_LLM_MODEL_ALIASES"),
     )
     llm_max_retries: int = Field(
-        3, ge=0, le=20, description="retries on 429/5xx/connection errors",
-        **_env("SHOAL_LLM_MAX_RETRIES"),
+        3,
+        ge=0,
+        le=20,
+        description="retries on 429/5xx/connection errors",
+        validation_alias=_env("SHOAL_LLM_MAX_RETRIES"),
     )
     llm_retry_base_delay_seconds: float = Field(
-        1.0, ge=0, description="first backoff delay (doubles each retry)",
-        **_env("SHOAL_LLM_RETRY_BASE_DELAY_SECONDS"),
+        1.0,
+        ge=0,
+        description="first backoff delay (doubles each retry)",
+        validation_alias=_env("SHOAL_LLM_RETRY_BASE_DELAY_SECONDS"),
     )
     llm_retry_max_delay_seconds: float = Field(
-        30.0, ge=0, **_env("SHOAL_LLM_RETRY_MAX_DELAY_SECONDS")
+        30.0, ge=0, validation_alias=_env("SHOAL_LLM_RETRY_MAX_DELAY_SECONDS")
     )
-    llm_timeout_seconds: float = Field(600.0, gt=0, **_env("SHOAL_LLM_TIMEOUT_SECONDS"))
+    llm_timeout_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("SHOAL_LLM_TIMEOUT_SECONDS")
+    )
     llm_default_context_window: int = Field(
-        128_000, ge=1024, description="context window assumed for models LiteLLM does not know",
-        **_env("SHOAL_LLM_DEFAULT_CONTEXT_WINDOW"),
+        128_000,
+        ge=1024,
+        description="context window assumed for models LiteLLM does not know",
+        validation_alias=_env("SHOAL_LLM_DEFAULT_CONTEXT_WINDOW"),
     )
-    engine_max_iterations: int = Field(100, ge=1, **_env("SHOAL_MAX_ITERATIONS"))
+    engine_max_iterations: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="default agent loop bound per run",
+        validation_alias=_env("SHOAL_MAX_ITERATIONS"),
+    )
     engine_max_auto_continues: int = Field(
-        3, ge=0, description="continuations after finish_reason=length",
-        **_env("SHOAL_MAX_AUTO_CONTINUES"),
+        3,
+        ge=0,
+        description="continuations after finish_reason=length",
+        validation_alias=_env("SHOAL_MAX_AUTO_CONTINUES"),
     )
     context_summarize_threshold: float = Field(
-        0.8, gt=0, lt=1, description="share of the model's window that triggers summarisation",
-        **_env("SHOAL_CONTEXT_SUMMARIZE_THRESHOLD"),
+        0.8,
+        gt=0,
+        lt=1,
+        description="share of the model's window that triggers summarisation",
+        validation_alias=_env("SHOAL_CONTEXT_SUMMARIZE_THRESHOLD"),
     )
     prompt_tool_output_max_chars: int = Field(
-        20_000, ge=200, description="tool output longer than this is clipped in the prompt",
-        **_env("SHOAL_PROMPT_TOOL_OUTPUT_MAX_CHARS"),
+        20_000,
+        ge=200,
+        description="tool output longer than this is clipped in the prompt",
+        validation_alias=_env("SHOAL_PROMPT_TOOL_OUTPUT_MAX_CHARS"),
     )
     tool_output_max_chars: int = Field(
-        200_000, ge=1000, description="tool output longer than this is clipped when stored",
-        **_env("SHOAL_TOOL_OUTPUT_MAX_CHARS"),
+        200_000,
+        ge=1000,
+        description="tool output longer than this is clipped when stored",
+        validation_alias=_env("SHOAL_TOOL_OUTPUT_MAX_CHARS"),
     )
-    scrape_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, **_env("SHOAL_SCRAPE_MAX_BYTES"))
-    scrape_timeout_seconds: float = Field(20.0, gt=0, **_env("SHOAL_SCRAPE_TIMEOUT_SECONDS"))
-    scrape_max_redirects: int = Field(5, ge=0, le=20, **_env("SHOAL_SCRAPE_MAX_REDIRECTS"))
+    scrape_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, validation_alias=_env("SHOAL_SCRAPE_MAX_BYTES")
+    )
+    scrape_timeout_seconds: float = Field(
+        20.0, gt=0, validation_alias=_env("SHOAL_SCRAPE_TIMEOUT_SECONDS")
+    )
+    scrape_max_redirects: int = Field(
+        5, ge=0, le=20, validation_alias=_env("SHOAL_SCRAPE_MAX_REDIRECTS")
+    )
     # -- end of issue 4 block -------------------------------------------------------------------
 
+    # -- runs: intervals and caps ---------------------------------------------------------------
+    run_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a worker's claim on a run lapses this long after its last heartbeat",
+        validation_alias=_env("SHOAL_RUN_LEASE_SECONDS"),
+    )
+    run_heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="lease renewal and stop-flag check interval",
+        validation_alias=_env("SHOAL_RUN_HEARTBEAT_SECONDS"),
+    )
+    sweeper_interval_seconds: float = Field(
+        10.0, gt=0, validation_alias=_env("SHOAL_SWEEPER_INTERVAL_SECONDS")
+    )
+    requeue_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="re-wake a queued run whose last wake-up is older than this",
+        validation_alias=_env("SHOAL_REQUEUE_SECONDS"),
+    )
+    queue_timeout_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="fail a run still queued after this long",
+        validation_alias=_env("SHOAL_QUEUE_TIMEOUT_SECONDS"),
+    )
+    drain_timeout_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="on SIGTERM, wait this long for runs before stopping them",
+        validation_alias=_env("SHOAL_DRAIN_TIMEOUT_SECONDS"),
+    )
+    sse_ping_seconds: float = Field(
+        15.0, gt=0, le=15.0, validation_alias=_env("SHOAL_SSE_PING_SECONDS")
+    )
+    event_flush_ms: int = Field(250, ge=1, le=250, validation_alias=_env("SHOAL_EVENT_FLUSH_MS"))
+    event_retention_days: float = Field(
+        30.0, gt=0, validation_alias=_env("SHOAL_EVENT_RETENTION_DAYS")
+    )
+    worker_max_runs: int = Field(
+        500,
+        ge=1,
+        description="concurrent runs per worker process",
+        validation_alias=_env("SHOAL_WORKER_MAX_RUNS"),
+    )
+    max_active_runs_per_account: int = Field(
+        20,
+        ge=1,
+        description="queued + running runs per account (a plan may set its own)",
+        validation_alias=_env("SHOAL_MAX_ACTIVE_RUNS_PER_ACCOUNT"),
+    )
+    concurrency_overflow: Literal["reject", "queue"] = Field(
+        "reject",
+        description="over the account cap: 429 (reject) or stay queued (queue)",
+        validation_alias=_env("SHOAL_CONCURRENCY_OVERFLOW"),
+    )
     # -- limits -------------------------------------------------------------------------------
     max_request_bytes: int = Field(
-        10 * 1024 * 1024, ge=1024, **_env("SHOAL_MAX_REQUEST_BYTES")
+        10 * 1024 * 1024, ge=1024, validation_alias=_env("SHOAL_MAX_REQUEST_BYTES")
     )
     max_message_bytes: int = Field(
-        256 * 1024, ge=1024, description="largest message content", **_env("SHOAL_MAX_MESSAGE_BYTES")
+        256 * 1024,
+        ge=1024,
+        description="largest message content",
+        validation_alias=_env("SHOAL_MAX_MESSAGE_BYTES"),
     )
 
     @field_validator("cors_origins", mode="before")
@@ -214,12 +413,16 @@ class Settings(BaseSettings):
 
     def problems(self) -> list[str]:
         """Semantic problems, one readable line each (empty when the settings are usable)."""
+        return [*self._url_problems(), *self._combination_problems(), *self._production_problems()]
+
+    def _url_problems(self) -> list[str]:
         out: list[str] = []
         url = self.effective_database_url
         scheme = urlsplit(url).scheme.split("+")[0]
         if scheme not in ("sqlite", "postgresql", "postgres"):
             out.append(
-                f"SHOAL_DATABASE_URL: unsupported scheme {scheme!r}; use sqlite:///path or postgresql://…"
+                f"SHOAL_DATABASE_URL: unsupported scheme {scheme!r}; "
+                "use sqlite:///path or postgresql://…"
             )
         elif scheme != "sqlite" and not urlsplit(url).hostname:
             out.append("SHOAL_DATABASE_URL: a postgresql:// URL needs a host")
@@ -233,48 +436,75 @@ class Settings(BaseSettings):
             ("STRIPE_API_BASE", self.stripe_api_base, ("http", "https")),
             ("DAYTONA_API_URL", self.daytona_api_url, ("http", "https")),
         ):
-            if value is None:
-                continue
-            parts = urlsplit(value)
-            if parts.scheme not in schemes or not parts.netloc:
+            parts = urlsplit(value or "")
+            if value is not None and (parts.scheme not in schemes or not parts.netloc):
                 out.append(f"{name}: {value!r} is not a valid {'/'.join(schemes)} URL")
         for origin in self.cors_origins:
             parts = urlsplit(origin)
             if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc):
-                out.append(f"SHOAL_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com")
-        if self.broker_url and not self.redis_url:
-            out.append(
-                "SHOAL_BROKER_URL needs SHOAL_REDIS_URL: a separate worker could neither receive "
-                "stop nor reach live subscribers without it"
-            )
-        if self.auth_mode == "supabase" and not (
-            self.supabase_jwt_secret or self.supabase_effective_jwks_url
-        ):
-            out.append(
-                "SHOAL_AUTH_MODE=supabase needs SUPABASE_JWT_SECRET or SUPABASE_URL/SUPABASE_JWKS_URL"
-            )
-        if self.sandbox_provider == "daytona" and not self.daytona_api_key:
-            out.append("SHOAL_SANDBOX_PROVIDER=daytona needs DAYTONA_API_KEY")
-        if self.billing_enabled and not (self.stripe_secret_key and self.stripe_webhook_secret):
-            out.append("SHOAL_BILLING_ENABLED=true needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET")
-        if bool(self.langfuse_public_key) != bool(self.langfuse_secret_key):
-            out.append("LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY must be set together")
-        if self.env == "production":
-            if self.is_sqlite:
-                out.append("SHOAL_ENV=production refuses SQLite: set SHOAL_DATABASE_URL=postgresql://…")
-            if self.sandbox_provider == "unsafe-local":
-                out.append("SHOAL_ENV=production refuses SHOAL_SANDBOX_PROVIDER=unsafe-local")
-            if self.auth_mode == "builtin" and not self.auth_signing_key:
                 out.append(
-                    "SHOAL_ENV=production refuses a generated signing key: set SHOAL_AUTH_SIGNING_KEY "
-                    "(PEM or JWKS) shared by all replicas"
-                )
-            if self.effective_default_model == DEMO_MODEL:
-                out.append(
-                    "SHOAL_ENV=production refuses the demo model as default: set SHOAL_DEFAULT_MODEL "
-                    "and the provider's API key"
+                    f"SHOAL_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
                 )
         return out
+
+    def _combination_problems(self) -> list[str]:
+        checks = (
+            (
+                bool(self.broker_url) and not self.redis_url,
+                "SHOAL_BROKER_URL needs SHOAL_REDIS_URL: a separate worker could neither receive "
+                "stop nor reach live subscribers without it",
+            ),
+            (
+                self.auth_mode == "supabase"
+                and not (self.supabase_jwt_secret or self.supabase_effective_jwks_url),
+                "SHOAL_AUTH_MODE=supabase needs SUPABASE_JWT_SECRET or SUPABASE_URL/"
+                "SUPABASE_JWKS_URL",
+            ),
+            (
+                self.sandbox_provider == "daytona" and not self.daytona_api_key,
+                "SHOAL_SANDBOX_PROVIDER=daytona needs DAYTONA_API_KEY",
+            ),
+            (
+                self.billing_enabled
+                and not (self.stripe_secret_key and self.stripe_webhook_secret),
+                "SHOAL_BILLING_ENABLED=true needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET",
+            ),
+            (
+                bool(self.langfuse_public_key) != bool(self.langfuse_secret_key),
+                "LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY must be set together",
+            ),
+            (
+                self.run_heartbeat_seconds >= self.run_lease_seconds,
+                "SHOAL_RUN_HEARTBEAT_SECONDS must be shorter than SHOAL_RUN_LEASE_SECONDS "
+                "(a healthy run would lose its lease between heartbeats)",
+            ),
+        )
+        return [message for failed, message in checks if failed]
+
+    def _production_problems(self) -> list[str]:
+        if self.env != "production":
+            return []
+        checks = (
+            (
+                self.is_sqlite,
+                "SHOAL_ENV=production refuses SQLite: set SHOAL_DATABASE_URL=postgresql://…",
+            ),
+            (
+                self.sandbox_provider == "unsafe-local",
+                "SHOAL_ENV=production refuses SHOAL_SANDBOX_PROVIDER=unsafe-local",
+            ),
+            (
+                self.auth_mode == "builtin" and not self.auth_signing_key,
+                "SHOAL_ENV=production refuses a generated signing key: set "
+                "SHOAL_AUTH_SIGNING_KEY (PEM or JWKS) shared by all replicas",
+            ),
+            (
+                self.effective_default_model == DEMO_MODEL,
+                "SHOAL_ENV=production refuses the demo model as default: set "
+                "SHOAL_DEFAULT_MODEL and the provider's API key",
+            ),
+        )
+        return [message for failed, message in checks if failed]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shoal.kit.time import utcnow
 
-ComponentCheck = Callable[[], Awaitable[str]]
 router = APIRouter(tags=["health"])
 
 
@@ -59,16 +58,19 @@ async def ready(request: Request) -> JSONResponse:
     components: dict[str, str | int] = {}
     db_ok = await _db_ok(request.app.state.engine)
     components["db"] = "ok" if db_ok else "unavailable"
-    checks: dict[str, ComponentCheck] = request.app.state.readiness_checks
-    for name, check in checks.items():
-        try:
-            async with asyncio.timeout(3):
-                components[name] = await check()
-        except Exception:
-            components[name] = "unavailable"
-    degraded = any(
-        value not in ("ok", "embedded") for key, value in components.items() if key != "workers_alive"
-    ) or components.get("workers_alive") == 0
+    provider: Callable[[], Awaitable[dict[str, str | int]]] | None = getattr(
+        request.app.state, "readiness", None
+    )
+    if provider is not None:
+        components.update(await provider())
+    degraded = (
+        any(
+            value not in ("ok", "embedded")
+            for key, value in components.items()
+            if key != "workers_alive"
+        )
+        or components.get("workers_alive") == 0
+    )
     status = "unavailable" if not db_ok else ("degraded" if degraded else "ok")
     body = Readiness(status=status, components=components)
     return JSONResponse(body.model_dump(), status_code=503 if not db_ok else 200)

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from shoal.agents import service as agent_service
 from shoal.agents.schemas import BUILTIN_TOOLS
 from shoal.agents.service import BUILTIN_AGENT
-from shoal.errors import NotFound
 from shoal.db.session import unit_of_work
+from shoal.errors import NotFound
 from tests.conftest import TestUser
 
 

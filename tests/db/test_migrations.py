@@ -34,7 +34,7 @@ async def test_every_foreign_key_column_is_indexed_or_leads_an_index() -> None:
     """Every list query and cascade has an index (FK columns lead an index or the PK)."""
     missing = []
     for table in Base.metadata.sorted_tables:
-        leading = {tuple(c.name for c in index.columns)[0] for index in table.indexes}
+        leading = {next(c.name for c in index.columns) for index in table.indexes}
         leading |= {next(iter(table.primary_key.columns)).name}
         leading |= {
             next(iter(u.columns)).name

@@ -2,22 +2,27 @@
 
 ``Authorization: Bearer <JWT | shoal_sk_…>`` or ``X-API-Key: shoal_sk_…``. Routes serving
 browsers' EventSource/downloads also accept ``?token=<JWT>`` (JWTs only) via
-:data:`QueryTokenPrincipal`. Anything present but invalid is a 401 — never silently anonymous.
+:data:`OptionalQueryTokenPrincipal`. Anything present but invalid is a 401 — never silently
+anonymous.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Header, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shoal.accounts import service as account_service
 from shoal.accounts.repository import AccountRepository
 from shoal.auth.principal import Principal
 from shoal.auth.secrets import hash_secret, looks_like_api_key
 from shoal.auth.tokens import SupabaseVerifier, TokenError, TokenIssuer
 from shoal.db.deps import SessionDep
+from shoal.db.models import Account
 from shoal.errors import NotFound, Unauthorized
 from shoal.kit.ids import parse_id
 
@@ -73,7 +78,11 @@ async def _from_jwt(repo: AccountRepository, request: Request, token: str) -> Pr
     if issuer is not None:
         # Built-in tokens die with their session (logout) and their user.
         auth_session = await repo.get_auth_session(session_id) if session_id else None
-        if auth_session is None or auth_session.revoked_at is not None or auth_session.user_id != user_id:
+        if (
+            auth_session is None
+            or auth_session.revoked_at is not None
+            or auth_session.user_id != user_id
+        ):
             raise Unauthorized("Session has ended; sign in again.")
     else:
         await repo.ensure_user(user_id=user_id, email=email)
@@ -85,7 +94,9 @@ async def optional_principal(session: SessionDep, request: Request) -> Principal
     return None if token is None else await authenticate(session, request, token)
 
 
-async def require_principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+async def require_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
     if principal is None:
         raise Unauthorized()
     return principal
@@ -135,3 +146,31 @@ async def acting_account(
 
 
 ActingAccount = Annotated[uuid.UUID, Depends(acting_account)]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountAccess:
+    """An account from the path and the caller's role in it."""
+
+    account: Account
+    role: str
+
+
+async def member_account(
+    account_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> AccountAccess:
+    """``{account_id}`` from the path; 404 unless the caller is a member."""
+    account, role = await account_service.member_account(session, principal, account_id=account_id)
+    return AccountAccess(account, role)
+
+
+MemberAccount = Annotated[AccountAccess, Depends(member_account)]
+
+
+def _session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    return factory
+
+
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(_session_factory)]
+"""For routes that must commit some work even when they answer with an error (auth)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from shoal.accounts.deps import ActingAccount, CurrentPrincipal
@@ -11,7 +13,7 @@ from shoal.agents.schemas import AgentCreate, AgentList, AgentRead, AgentUpdate
 from shoal.db.deps import ListQuery, SessionDep
 
 router = APIRouter(tags=["agents"])
-_NOT_FOUND = {404: {"description": "Not found, or not yours"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found, or not yours"}}
 
 
 @router.post("/agents", status_code=201, response_model=AgentRead)
@@ -53,7 +55,9 @@ async def update_agent(
 
 
 @router.delete("/agents/{agent_id}", status_code=204, responses=_NOT_FOUND)
-async def delete_agent(agent: OwnedAgent, session: SessionDep, principal: CurrentPrincipal) -> Response:
+async def delete_agent(
+    agent: OwnedAgent, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
     """Delete an agent config. Threads that named it use the account default from then on."""
     await service.delete(session, principal, agent=agent)
     return Response(status_code=204)

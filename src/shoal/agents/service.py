@@ -58,7 +58,12 @@ async def get(session: AsyncSession, principal: Principal, agent_id: uuid.UUID) 
 
 
 async def page(
-    session: AsyncSession, principal: Principal, *, account_id: uuid.UUID, limit: int, cursor: str | None
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    account_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
 ) -> Page[Agent]:
     return await AgentRepository(session).page(account_id, limit=limit, cursor=cursor)
 

@@ -9,6 +9,7 @@ algorithm comes from our allow-list, never from the token (so ``alg: none`` cann
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -23,10 +24,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
+from jwt.types import Options
 
 AUDIENCE = "authenticated"
 KEY_FILE = "auth_signing_key.pem"
 ASYMMETRIC_ALGS = ("ES256", "RS256", "EdDSA")
+_REQUIRED: Options = {"require": ["exp", "sub", "aud"]}
 
 
 class TokenError(Exception):
@@ -47,8 +50,6 @@ class SigningKey:
 def _kid_for(key: ec.EllipticCurvePrivateKey) -> str:
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     thumb = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
-    import hashlib
-
     return hashlib.sha256(thumb.encode()).hexdigest()[:16]
 
 
@@ -135,7 +136,9 @@ class TokenIssuer:
             "exp": exp,
             **(extra or {}),
         }
-        token = jwt.encode(claims, self.key.private_key, algorithm="ES256", headers={"kid": self.key.kid})
+        token = jwt.encode(
+            claims, self.key.private_key, algorithm="ES256", headers={"kid": self.key.kid}
+        )
         return token, exp
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -145,7 +148,7 @@ class TokenIssuer:
                 self.key.private_key.public_key(),
                 algorithms=["ES256"],
                 audience=AUDIENCE,
-                options={"require": ["exp", "sub", "aud"]},
+                options=_REQUIRED,
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("Token has expired.") from exc
@@ -155,11 +158,17 @@ class TokenIssuer:
 
 @dataclass
 class SupabaseVerifier:
-    """Verifies tokens from a real GoTrue (HS256 secret and/or JWKS)."""
+    """Verifies tokens from a real GoTrue (HS256 secret and/or JWKS).
+
+    ``transport`` lets tests (or unusual deployments) route the JWKS fetch through a custom
+    httpx transport; the default is the network.
+    """
 
     jwt_secret: str | None
     jwks_url: str | None
     cache_seconds: float = 600.0
+    min_refetch_seconds: float = 5.0  # an unknown kid refetches at most this often
+    transport: httpx.AsyncBaseTransport | None = None
     _jwks: dict[str, Any] = field(default_factory=dict)
     _fetched_at: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -171,10 +180,11 @@ class SupabaseVerifier:
         if self._jwks and fresh and not force:
             return self._jwks
         async with self._lock:
-            if force and time.monotonic() - self._fetched_at < 5 and self._jwks:
+            recent = time.monotonic() - self._fetched_at < self.min_refetch_seconds
+            if force and recent and self._jwks:
                 return self._jwks  # do not hammer GoTrue on a burst of unknown kids
             try:
-                async with httpx.AsyncClient(timeout=5.0) as client:
+                async with httpx.AsyncClient(timeout=5.0, transport=self.transport) as client:
                     response = await client.get(self.jwks_url)
                     response.raise_for_status()
                     data = response.json()
@@ -182,9 +192,24 @@ class SupabaseVerifier:
                 if self._jwks:
                     return self._jwks
                 raise TokenError("Cannot fetch the signing keys to verify this token.") from exc
-            self._jwks = {str(k.get("kid")): k for k in data.get("keys", []) if isinstance(k, dict)}
+            keys = data.get("keys", []) if isinstance(data, dict) else []
+            self._jwks = {str(k.get("kid")): k for k in keys if isinstance(k, dict)}
             self._fetched_at = time.monotonic()
             return self._jwks
+
+    async def _public_key(self, header: Mapping[str, Any], alg: str) -> Any:
+        kid = str(header.get("kid"))
+        keys = await self._keys()
+        if kid not in keys:
+            keys = await self._keys(force=True)
+        jwk = keys.get(kid)
+        if jwk is None:
+            raise TokenError("Invalid token.")
+        pyjwk = jwt.PyJWK(jwk)
+        # The key decides the algorithm: a token may not pick another one for a published key.
+        if pyjwk.algorithm_name != alg:
+            raise TokenError("Invalid token.")
+        return pyjwk.key
 
     async def verify(self, token: str) -> dict[str, Any]:
         try:
@@ -192,25 +217,21 @@ class SupabaseVerifier:
         except jwt.PyJWTError as exc:
             raise TokenError("Invalid token.") from exc
         alg = header.get("alg")
-        options = {"require": ["exp", "sub", "aud"]}
         try:
             if alg == "HS256":
                 if not self.jwt_secret:
                     raise TokenError("Invalid token.")
                 return jwt.decode(
-                    token, self.jwt_secret, algorithms=["HS256"], audience=AUDIENCE, options=options
+                    token,
+                    self.jwt_secret,
+                    algorithms=["HS256"],
+                    audience=AUDIENCE,
+                    options=_REQUIRED,
                 )
             if alg not in ASYMMETRIC_ALGS:
                 raise TokenError("Invalid token.")
-            kid = str(header.get("kid"))
-            keys = await self._keys()
-            if kid not in keys:
-                keys = await self._keys(force=True)
-            jwk = keys.get(kid)
-            if jwk is None:
-                raise TokenError("Invalid token.")
-            key = jwt.PyJWK(jwk).key
-            return jwt.decode(token, key, algorithms=[alg], audience=AUDIENCE, options=options)
+            key = await self._public_key(header, alg)
+            return jwt.decode(token, key, algorithms=[alg], audience=AUDIENCE, options=_REQUIRED)
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("Token has expired.") from exc
         except jwt.PyJWTError as exc:

@@ -30,7 +30,7 @@ class Page(Generic[T]):
 
 async def newest_first(
     session: AsyncSession,
-    query: Select[tuple[T]],
+    query: Select[T],
     *,
     created_at: InstrumentedAttribute[datetime],
     ident: InstrumentedAttribute[uuid.UUID],

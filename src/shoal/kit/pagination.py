@@ -30,7 +30,9 @@ def _decode(cursor: str) -> list[object]:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (binascii.Error, ValueError, UnicodeError) as exc:
-        raise InvalidCursor("The cursor is not valid; pass next_cursor from a previous page.") from exc
+        raise InvalidCursor(
+            "The cursor is not valid; pass next_cursor from a previous page."
+        ) from exc
     if not isinstance(value, list):
         raise InvalidCursor("The cursor is not valid; pass next_cursor from a previous page.")
     return value
@@ -55,7 +57,9 @@ class TimeCursor:
                 raise ValueError(kind)
             return cls(as_utc(datetime.fromisoformat(created_at)), uuid.UUID(ident))
         except (ValueError, TypeError) as exc:
-            raise InvalidCursor("The cursor is not valid; pass next_cursor from a previous page.") from exc
+            raise InvalidCursor(
+                "The cursor is not valid; pass next_cursor from a previous page."
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)

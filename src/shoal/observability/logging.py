@@ -13,7 +13,9 @@ from typing import Any
 
 import structlog
 
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|access_token|refresh_token|api_key|apikey|key)=)[^&\s\"]*")
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:token|access_token|refresh_token|api_key|apikey|key)=)[^&\s\"]*"
+)
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _API_KEY = re.compile(r"shoal_sk_[A-Za-z0-9_-]+")
 
@@ -57,9 +59,7 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processor=renderer, foreign_pre_chain=shared
-        )
+        structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=shared)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -16,6 +16,7 @@ from shoal.config import Settings
 from shoal.db.deps import SessionDep
 from shoal.db.models import Project, Thread
 from shoal.threads import service
+from shoal.threads.service import DeleteHooks
 
 
 async def _readable_project(
@@ -47,8 +48,16 @@ def _max_message_bytes(request: Request) -> int:
     return settings.max_message_bytes
 
 
+def _delete_hooks(request: Request) -> DeleteHooks:
+    """What upper layers registered to run before a project or thread is deleted (the runs
+    layer stops their active runs). Registered on ``app.state.delete_hooks`` by the app."""
+    hooks: DeleteHooks | None = getattr(request.app.state, "delete_hooks", None)
+    return hooks or DeleteHooks()
+
+
 ReadableProject = Annotated[Project, Depends(_readable_project)]
 WritableProject = Annotated[Project, Depends(_writable_project)]
 ReadableThread = Annotated[Thread, Depends(_readable_thread)]
 WritableThread = Annotated[Thread, Depends(_writable_thread)]
 MaxMessageBytes = Annotated[int, Depends(_max_message_bytes)]
+DeleteHooksDep = Annotated[DeleteHooks, Depends(_delete_hooks)]

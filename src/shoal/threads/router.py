@@ -11,6 +11,7 @@ from shoal.db.deps import SessionDep
 from shoal.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shoal.threads import service
 from shoal.threads.deps import (
+    DeleteHooksDep,
     MaxMessageBytes,
     ReadableProject,
     ReadableThread,
@@ -103,10 +104,14 @@ async def update_project(
 
 @router.delete("/projects/{project_id}", status_code=204, responses=WRITE_ERRORS)
 async def delete_project(
-    project: WritableProject, session: SessionDep, principal: OptionalPrincipal
+    project: WritableProject,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    hooks: DeleteHooksDep,
 ) -> Response:
-    """Delete a project with all its threads and messages. Members of its account only."""
-    await service.delete_project(session, principal, project=project)
+    """Delete a project with all its threads and messages; its active run is stopped first.
+    Members of its account only."""
+    await service.delete_project(session, principal, project=project, hooks=hooks)
     return Response(status_code=204)
 
 
@@ -185,10 +190,14 @@ async def update_thread(
 
 @router.delete("/threads/{thread_id}", status_code=204, responses=WRITE_ERRORS)
 async def delete_thread(
-    thread: WritableThread, session: SessionDep, principal: OptionalPrincipal
+    thread: WritableThread,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    hooks: DeleteHooksDep,
 ) -> Response:
-    """Delete a thread with all its messages. Members of its account only."""
-    await service.delete_thread(session, principal, thread=thread)
+    """Delete a thread with all its messages; its active run is stopped first. Members of its
+    account only."""
+    await service.delete_thread(session, principal, thread=thread, hooks=hooks)
     return Response(status_code=204)
 
 

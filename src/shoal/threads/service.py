@@ -9,7 +9,7 @@ not write is refused with 401 (anonymous) or 403 (signed in, not a member).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,16 @@ from shoal.threads.schemas import (
 )
 
 DEFAULT_PROJECT_NAME = "New project"
+DeleteHook = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteHooks:
+    """Work upper layers need done, in the same transaction, before a project or thread goes
+    (the runs layer stops active runs so no worker writes into deleted rows)."""
+
+    before_project_delete: tuple[DeleteHook, ...] = ()
+    before_thread_delete: tuple[DeleteHook, ...] = ()
 
 
 def _check_write(loaded: Loaded[Any], principal: Principal | None, what: str) -> None:
@@ -98,14 +108,16 @@ async def update_project(
 
 
 async def delete_project(
-    session: AsyncSession, principal: Principal | None, *, project: Project
+    session: AsyncSession,
+    principal: Principal | None,
+    *,
+    project: Project,
+    hooks: DeleteHooks | None = None,
 ) -> None:
-    """Delete a project with its threads and messages (the foreign keys cascade).
-
-    Seam for the runs and sandboxes issues: before the rows go, stop the project's active run
-    (its worker must not write into a deleted thread) and delete the project's sandbox, both in
-    this function and before the delete below. Nothing else owns project deletion.
-    """
+    """Delete a project with its threads and messages (the foreign keys cascade), after the
+    registered hooks (stop the active run; later: delete the sandbox)."""
+    for hook in (hooks or DeleteHooks()).before_project_delete:
+        await hook(session, project.project_id)
     await ProjectRepository(session).delete(project.project_id)
 
 
@@ -193,12 +205,16 @@ async def update_thread(
 
 
 async def delete_thread(
-    session: AsyncSession, principal: Principal | None, *, thread: Thread
+    session: AsyncSession,
+    principal: Principal | None,
+    *,
+    thread: Thread,
+    hooks: DeleteHooks | None = None,
 ) -> None:
-    """Delete a thread with its messages (the foreign key cascades).
-
-    Seam for the runs issue: stop the thread's active run before the delete below.
-    """
+    """Delete a thread with its messages (the foreign key cascades), after the registered
+    hooks (stop the thread's active run)."""
+    for hook in (hooks or DeleteHooks()).before_thread_delete:
+        await hook(session, thread.thread_id)
     await ThreadRepository(session).delete(thread.thread_id)
 
 

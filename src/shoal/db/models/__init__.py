@@ -10,16 +10,19 @@ from shoal.db.models.accounts import (
     User,
 )
 from shoal.db.models.agents import Agent
+from shoal.db.models.billing import BillingSubscription, BillingWebhookEvent, UsageEntry
 from shoal.db.models.runs import AgentRun, IdempotencyKey, RunEvent
 from shoal.db.models.threads import Message, Project, Thread
 
 __all__ = [
     "Account",
-    "Agent",
     "AccountMember",
-    "ApiKey",
+    "Agent",
     "AgentRun",
+    "ApiKey",
     "AuthSession",
+    "BillingSubscription",
+    "BillingWebhookEvent",
     "IdempotencyKey",
     "LoginAttempt",
     "Message",
@@ -27,5 +30,6 @@ __all__ = [
     "RefreshToken",
     "RunEvent",
     "Thread",
+    "UsageEntry",
     "User",
 ]

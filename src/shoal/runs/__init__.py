@@ -1,0 +1,1 @@
+"""Runs: state machine, start/stop/claim/lease/sweeper, multitask, SSE routes, the actor."""

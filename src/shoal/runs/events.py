@@ -1,0 +1,179 @@
+"""The engine's ports over the database, for one claimed attempt of a run.
+
+:class:`RunEventLog` is the EventSink: it numbers events (``seq`` continues from the run row
+read at claim time), publishes each one live at once, and stores them in batches — at least
+every ``SHOAL_EVENT_FLUSH_MS`` and at every message boundary — in transactions fenced by the
+run's attempt. :class:`RunMessageStore` is the MessageStore: message writes are fenced too, and
+flush the events emitted before them in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shoal.db.models import Message
+from shoal.db.session import unit_of_work
+from shoal.kit.ids import parse_id
+from shoal.kit.time import utcnow
+from shoal.runs.repository import Fenced, NewEvent, RunRepository, event_dict
+from shoal.runs.runtime import Runtime, run_stream
+from shoal.threads.repository import MessageRepository
+from shoal.threads.schemas import MessageRead
+
+log = structlog.get_logger(__name__)
+# Events after which everything so far is stored before the engine goes on.
+BOUNDARIES = frozenset({"message", "run_status", "tool_result"})
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    return MessageRead.model_validate(message).model_dump(mode="json")
+
+
+class RunEventLog:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        run_id: uuid.UUID,
+        thread_id: uuid.UUID,
+        attempt: int,
+        last_seq: int,
+    ) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+        self.thread_id = thread_id
+        self.attempt = attempt
+        self.next_seq = last_seq + 1
+        self._pending: list[NewEvent] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self.fenced = False
+        self._usage = [0, 0, 0]  # prompt tokens, completion tokens, micro-USD not yet stored
+
+    async def emit(self, type: str, data: dict[str, Any]) -> None:
+        event = NewEvent(self.next_seq, type, data, utcnow())
+        self.next_seq += 1
+        self._pending.append(event)
+        if type == "usage":
+            self._usage[0] += int(data.get("prompt_tokens") or 0)
+            self._usage[1] += int(data.get("completion_tokens") or 0)
+            self._usage[2] += round(float(data.get("cost_usd") or 0) * 1_000_000)
+        await self.runtime.bus.publish(
+            run_stream(self.run_id),
+            event_dict(None, event, run_id=self.run_id, thread_id=self.thread_id),
+        )
+        if type in BOUNDARIES:
+            await self.flush()
+        elif self._timer is None:
+            delay = self.runtime.settings.event_flush_ms / 1000
+            self._timer = asyncio.get_running_loop().call_later(delay, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._timer = None
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except Fenced:
+            self.fenced = True
+        except Exception:
+            log.exception("event_flush_failed", run_id=str(self.run_id))
+
+    async def flush(self) -> None:
+        """Store what is pending, in a transaction fenced by this attempt."""
+        async with self._lock:
+            if not self._pending:
+                return
+            async with unit_of_work(self.runtime.session_factory) as session:
+                await self.write_pending(session)
+
+    async def write_pending(self, session: AsyncSession, *, fenced: bool = True) -> None:
+        """Store pending events inside the caller's transaction (fencing it first)."""
+        repo = RunRepository(session)
+        if fenced:
+            await repo.fence(
+                self.run_id, self.attempt, lease_seconds=self.runtime.settings.run_lease_seconds
+            )
+        batch, self._pending = self._pending, []
+        usage, self._usage = self._usage, [0, 0, 0]
+        try:
+            await repo.insert_events(self.run_id, batch)
+            if any(usage):
+                await repo.add_usage(
+                    self.run_id,
+                    prompt_tokens=usage[0],
+                    completion_tokens=usage[1],
+                    cost_micro_usd=usage[2],
+                )
+        except BaseException:
+            self._pending = batch + self._pending
+            self._usage = [a + b for a, b in zip(usage, self._usage, strict=True)]
+            raise
+
+    def take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flush_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._flush_task
+
+
+class RunMessageStore:
+    """MessageStore over the messages table, fenced by the run's attempt."""
+
+    def __init__(self, runtime: Runtime, events: RunEventLog) -> None:
+        self.runtime = runtime
+        self.events = events
+
+    async def list_llm_messages(self, thread_id: str) -> list[dict[str, Any]]:
+        async with self.runtime.session_factory() as session:
+            rows = await MessageRepository(session).llm_messages(uuid.UUID(thread_id))
+            return [message_dict(m) for m in rows]
+
+    async def add_message(
+        self,
+        thread_id: str,
+        *,
+        type: str,
+        content: dict[str, Any],
+        is_llm_message: bool = True,
+        metadata: dict[str, Any] | None = None,
+        message_id: str | None = None,
+        agent_run_id: str | None = None,
+    ) -> dict[str, Any]:
+        async with self.events._lock, unit_of_work(self.runtime.session_factory) as session:
+            await self.events.write_pending(session)  # fences the transaction
+            message = await MessageRepository(session).add(
+                uuid.UUID(thread_id),
+                type=type,
+                content=content,
+                is_llm_message=is_llm_message,
+                metadata=metadata,
+                agent_run_id=self.events.run_id,
+                message_id=parse_id(message_id) if message_id else None,
+            )
+            return message_dict(message)
+
+    async def get_message(self, thread_id: str, message_id: str) -> dict[str, Any] | None:
+        parsed = parse_id(message_id)
+        thread = parse_id(thread_id)
+        if parsed is None or thread is None:
+            return None
+        async with self.runtime.session_factory() as session:
+            message = await MessageRepository(session).get(thread, parsed)
+            return None if message is None else message_dict(message)

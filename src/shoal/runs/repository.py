@@ -1,0 +1,359 @@
+"""All SQL about runs, their event logs and idempotency records.
+
+Fencing: every write a worker makes after its claim goes through :meth:`RunRepository.fence`
+first, a conditional update ``WHERE id=? AND attempt=? AND status='running'`` that also renews
+the lease. If it matches no row the worker has lost the run (the sweeper failed it, or a stop
+finished it) and :class:`Fenced` aborts the transaction, so a stale attempt writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from shoal.accounts.repository import member_account_ids
+from shoal.auth.principal import Principal
+from shoal.db.models import AgentRun, IdempotencyKey, Project, RunEvent
+from shoal.db.models.runs import ACTIVE_STATUSES
+from shoal.db.repository import Page, RepositoryBase, newest_first
+from shoal.kit.time import utcnow
+
+TERMINAL_STATUSES = ("completed", "failed", "stopped")
+
+
+class Fenced(Exception):
+    """This worker no longer holds the run (stale attempt, stopped or swept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def event_dict(
+    run: AgentRun | None, event: RunEvent | NewEvent, *, run_id: uuid.UUID, thread_id: uuid.UUID
+) -> dict[str, Any]:
+    """The wire shape of an event (DESIGN.md §3)."""
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "run_id": str(run_id),
+        "thread_id": str(thread_id),
+        "data": event.data,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+class RunRepository(RepositoryBase):
+    # -- reads with tenancy -------------------------------------------------------------------
+    def readable(self, principal: Principal | None) -> Select[AgentRun, bool]:
+        """THE tenant filter for runs: members' runs and runs of public projects."""
+        is_member: ColumnElement[bool] = (
+            false() if principal is None else AgentRun.account_id.in_(member_account_ids(principal))
+        )
+        return (
+            select(AgentRun, is_member.label("is_member"))
+            .join(Project, Project.project_id == AgentRun.project_id)
+            .where(or_(is_member, Project.is_public.is_(True)))
+        )
+
+    async def get_readable(
+        self, principal: Principal | None, run_id: uuid.UUID
+    ) -> tuple[AgentRun, bool] | None:
+        query = self.readable(principal).where(AgentRun.id == run_id)
+        row = (await self.session.execute(query)).one_or_none()
+        return None if row is None else (row[0], bool(row[1]))
+
+    async def get(self, run_id: uuid.UUID, *, for_update: bool = False) -> AgentRun | None:
+        query = select(AgentRun).where(AgentRun.id == run_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def refresh(self, run: AgentRun) -> AgentRun:
+        await self.session.refresh(run)
+        return run
+
+    async def page_for_thread(
+        self, thread_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[AgentRun]:
+        return await newest_first(
+            self.session,
+            select(AgentRun).where(AgentRun.thread_id == thread_id),
+            created_at=AgentRun.created_at,
+            ident=AgentRun.id,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def active_in_project(self, project_id: uuid.UUID) -> Sequence[AgentRun]:
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(AgentRun.project_id == project_id, AgentRun.status.in_(ACTIVE_STATUSES))
+            .order_by(AgentRun.created_at, AgentRun.id)
+        )
+        return result.scalars().all()
+
+    async def active_in_thread(self, thread_id: uuid.UUID) -> Sequence[AgentRun]:
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(AgentRun.thread_id == thread_id, AgentRun.status.in_(ACTIVE_STATUSES))
+            .order_by(AgentRun.created_at, AgentRun.id)
+        )
+        return result.scalars().all()
+
+    async def count_active_for_account(self, account_id: uuid.UUID) -> int:
+        """Active runs counting against the account cap; a run asked to stop (e.g. being
+        interrupted by the start now checking the cap) is on its way out and not counted."""
+        result = await self.session.execute(
+            select(func.count())
+            .select_from(AgentRun)
+            .where(
+                AgentRun.account_id == account_id,
+                AgentRun.status.in_(ACTIVE_STATUSES),
+                AgentRun.stop_requested_at.is_(None),
+            )
+        )
+        return int(result.scalar_one())
+
+    async def runs_of_thread(self, thread_id: uuid.UUID) -> Sequence[AgentRun]:
+        """All runs of a thread, oldest first (the thread stream's order)."""
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(AgentRun.thread_id == thread_id)
+            .order_by(AgentRun.created_at, AgentRun.id)
+        )
+        return result.scalars().all()
+
+    # -- writes -------------------------------------------------------------------------------
+    async def add(self, run: AgentRun) -> AgentRun:
+        self.session.add(run)
+        await self.session.flush()
+        return run
+
+    async def claim(
+        self, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
+    ) -> AgentRun | None:
+        """``queued → running`` with a lease and a new attempt, atomically. None when the run is
+        not claimable (taken, stopped, finished) or its project already has a running run."""
+        now = utcnow()
+        try:
+            async with self.session.begin_nested():
+                result = await self.session.execute(
+                    update(AgentRun)
+                    .where(
+                        AgentRun.id == run_id,
+                        AgentRun.status == "queued",
+                        AgentRun.stop_requested_at.is_(None),
+                    )
+                    .values(
+                        status="running",
+                        attempt=AgentRun.attempt + 1,
+                        worker_id=worker_id,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        started_at=func.coalesce(AgentRun.started_at, now),
+                        updated_at=now,
+                    )
+                    .returning(AgentRun.id)
+                )
+                claimed = result.scalar_one_or_none()
+        except IntegrityError:
+            return None  # another run of the project is running; its end wakes this one
+        if claimed is None:
+            return None
+        run = await self.get(run_id)
+        if run is not None:
+            await self.session.refresh(run)
+        return run
+
+    async def fence(
+        self, run_id: uuid.UUID, attempt: int, *, lease_seconds: float
+    ) -> datetime | None:
+        """Renew the lease if this attempt still holds the run; return ``stop_requested_at``.
+        Raise :class:`Fenced` otherwise."""
+        now = utcnow()
+        result = await self.session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id, AgentRun.attempt == attempt, AgentRun.status == "running")
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .returning(AgentRun.stop_requested_at)
+        )
+        row = result.first()
+        if row is None:
+            raise Fenced(f"run {run_id} attempt {attempt} is no longer held")
+        return row[0]
+
+    async def allocate_seq(self, run_id: uuid.UUID, count: int = 1) -> int:
+        """Reserve ``count`` seqs; returns the first. Call inside the writer's transaction
+        (fenced for workers; the API and sweeper write only while no worker holds the run)."""
+        result = await self.session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id)
+            .values(last_event_seq=AgentRun.last_event_seq + count)
+            .returning(AgentRun.last_event_seq)
+        )
+        return int(result.scalar_one()) - count + 1
+
+    async def insert_events(self, run_id: uuid.UUID, events: Sequence[NewEvent]) -> None:
+        """Store events whose seqs the caller allocated; keeps ``last_event_seq`` in step."""
+        if not events:
+            return
+        self.session.add_all(
+            RunEvent(run_id=run_id, seq=e.seq, type=e.type, data=e.data, created_at=e.created_at)
+            for e in events
+        )
+        await self.session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id, AgentRun.last_event_seq < events[-1].seq)
+            .values(last_event_seq=events[-1].seq)
+        )
+        await self.session.flush()
+
+    async def events_after(
+        self, run_id: uuid.UUID, after: int, *, limit: int = 500, until: int | None = None
+    ) -> Sequence[RunEvent]:
+        query = select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.seq > after)
+        if until is not None:
+            query = query.where(RunEvent.seq <= until)
+        result = await self.session.execute(query.order_by(RunEvent.seq).limit(limit))
+        return result.scalars().all()
+
+    async def set_status(self, run: AgentRun, **values: Any) -> None:
+        values.setdefault("updated_at", utcnow())
+        await self.session.execute(update(AgentRun).where(AgentRun.id == run.id).values(**values))
+        await self.session.refresh(run)
+
+    async def request_stop(self, run_id: uuid.UUID) -> None:
+        now = utcnow()
+        await self.session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id, AgentRun.stop_requested_at.is_(None))
+            .values(stop_requested_at=now, updated_at=now)
+        )
+
+    async def add_usage(
+        self, run_id: uuid.UUID, *, prompt_tokens: int, completion_tokens: int, cost_micro_usd: int
+    ) -> None:
+        await self.session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id)
+            .values(
+                prompt_tokens=AgentRun.prompt_tokens + prompt_tokens,
+                completion_tokens=AgentRun.completion_tokens + completion_tokens,
+                cost_micro_usd=AgentRun.cost_micro_usd + cost_micro_usd,
+            )
+        )
+
+    async def next_queued(self, project_id: uuid.UUID) -> AgentRun | None:
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(
+                AgentRun.project_id == project_id,
+                AgentRun.status == "queued",
+                AgentRun.stop_requested_at.is_(None),
+            )
+            .order_by(AgentRun.created_at, AgentRun.id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def mark_woken(self, run_ids: Sequence[uuid.UUID]) -> None:
+        if run_ids:
+            await self.session.execute(
+                update(AgentRun).where(AgentRun.id.in_(run_ids)).values(last_wakeup_at=utcnow())
+            )
+
+    # -- sweeper ------------------------------------------------------------------------------
+    async def lapsed(self, now: datetime, *, limit: int = 100) -> Sequence[AgentRun]:
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(AgentRun.status == "running", AgentRun.lease_expires_at < now)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def running_ids(self) -> Sequence[uuid.UUID]:
+        result = await self.session.execute(select(AgentRun.id).where(AgentRun.status == "running"))
+        return result.scalars().all()
+
+    async def stale_queued(self, *, woken_before: datetime, limit: int = 200) -> Sequence[AgentRun]:
+        """Queued runs that could run now (no running run in their project) but whose last
+        wake-up is old — the wake-up was lost."""
+        running = select(AgentRun.project_id).where(AgentRun.status == "running")
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(
+                AgentRun.status == "queued",
+                AgentRun.project_id.not_in(running),
+                or_(AgentRun.last_wakeup_at.is_(None), AgentRun.last_wakeup_at < woken_before),
+            )
+            .order_by(AgentRun.created_at)
+            .limit(limit)
+        )
+        runs = result.scalars().all()
+        seen: set[uuid.UUID] = set()
+        first_per_project = []
+        for run in runs:  # only the oldest queued run of a project can start
+            if run.project_id not in seen:
+                seen.add(run.project_id)
+                first_per_project.append(run)
+        return first_per_project
+
+    async def queued_before(
+        self, created_before: datetime, *, limit: int = 200
+    ) -> Sequence[AgentRun]:
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(AgentRun.status == "queued", AgentRun.created_at < created_before)
+            .limit(limit)
+        )
+        return result.scalars().all()
+
+    async def purge_events(self, finished_before: datetime) -> int:
+        expired = select(AgentRun.id).where(
+            AgentRun.status.in_(TERMINAL_STATUSES), AgentRun.completed_at < finished_before
+        )
+        result = await self.session.execute(delete(RunEvent).where(RunEvent.run_id.in_(expired)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # -- idempotency --------------------------------------------------------------------------
+    async def idempotency_get(
+        self, account_id: uuid.UUID, route: str, key: str, *, newer_than: datetime
+    ) -> IdempotencyKey | None:
+        result = await self.session.execute(
+            select(IdempotencyKey).where(
+                IdempotencyKey.account_id == account_id,
+                IdempotencyKey.route == route,
+                IdempotencyKey.key == key,
+                IdempotencyKey.created_at >= newer_than,
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def idempotency_put(self, record: IdempotencyKey, *, expired_before: datetime) -> None:
+        """Remember a response. A concurrent request with the same key makes this raise
+        IntegrityError (the primary key), so only one of them creates a run."""
+        await self.session.execute(
+            delete(IdempotencyKey).where(
+                and_(
+                    IdempotencyKey.account_id == record.account_id,
+                    IdempotencyKey.route == record.route,
+                    IdempotencyKey.key == record.key,
+                    IdempotencyKey.created_at < expired_before,
+                )
+            )
+        )
+        self.session.add(record)
+        await self.session.flush()
+
+    async def purge_idempotency(self, before: datetime) -> None:
+        await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))

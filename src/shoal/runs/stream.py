@@ -1,0 +1,172 @@
+"""Resumable event streams: attach live, replay storage after the cursor, merge by ``seq``.
+
+Every event is delivered exactly once and in order, whether the run is live or finished. The
+live side may lose events (a bus outage); a gap in ``seq`` is filled from the database, and a
+quiet live side is checked against the database at every ping so a terminal event that never
+reached the bus still ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.db.models import AgentRun
+from shoal.kit.streams import thread_event_id
+from shoal.runs.lifecycle import TERMINAL
+from shoal.runs.repository import RunRepository, event_dict
+from shoal.runs.runtime import Runtime, run_stream, thread_channel
+
+PAGE = 500
+
+
+def is_terminal(event: dict[str, Any]) -> bool:
+    return event.get("type") == "run_status" and event.get("data", {}).get("status") in TERMINAL
+
+
+@dataclass
+class _Live:
+    queue: asyncio.Queue[dict[str, Any]]
+    task: asyncio.Task[None]
+
+
+async def _attach(runtime: Runtime, run_id: uuid.UUID, after: int) -> _Live:
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    subscription = runtime.bus.subscribe(run_stream(run_id), after=after)
+
+    async def pump() -> None:
+        async for event in subscription:
+            queue.put_nowait(event)
+
+    task = asyncio.create_task(pump(), name=f"live:{run_id}")
+    await asyncio.sleep(0)
+    return _Live(queue, task)
+
+
+async def _stored(
+    runtime: Runtime, run: AgentRun, after: int, until: int | None = None
+) -> tuple[list[dict[str, Any]], AgentRun | None]:
+    async with runtime.session_factory() as session:
+        repo = RunRepository(session)
+        rows = await repo.events_after(run.id, after, limit=PAGE, until=until)
+        fresh = await repo.get(run.id)
+        events = [event_dict(None, r, run_id=run.id, thread_id=run.thread_id) for r in rows]
+        return events, fresh
+
+
+class _RunCursor:
+    """Delivers a run's events after ``last`` exactly once, in order, from storage or live."""
+
+    def __init__(self, runtime: Runtime, run: AgentRun, last: int) -> None:
+        self.runtime = runtime
+        self.run = run
+        self.last = last
+        self.done = False
+
+    async def from_storage(self, until: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Stored events after the cursor (up to ``until``); marks ``done`` at the end of a
+        finished run even if its terminal event never reached the bus."""
+        while not self.done:
+            events, fresh = await _stored(self.runtime, self.run, self.last, until)
+            for event in events:
+                yield self._advance(event)
+            if fresh is None or (fresh.status in TERMINAL and fresh.last_event_seq <= self.last):
+                self.done = True
+            if len(events) < PAGE:
+                return
+
+    def _advance(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.last = event["seq"]
+        self.done = is_terminal(event)
+        return event
+
+
+async def run_events(
+    runtime: Runtime, run: AgentRun, *, after: int, idle_check_seconds: float
+) -> AsyncIterator[dict[str, Any]]:
+    """Events of ``run`` with ``seq > after``, ending with its terminal ``run_status``."""
+    live = await _attach(runtime, run.id, after)
+    cursor = _RunCursor(runtime, run, after)
+    try:
+        async for event in cursor.from_storage():
+            yield event
+        while not cursor.done:
+            try:
+                event = await asyncio.wait_for(live.queue.get(), idle_check_seconds)
+            except TimeoutError:
+                # Quiet: storage may hold what the bus lost (or the run ended without a word).
+                async for stored in cursor.from_storage():
+                    yield stored
+                continue
+            if event["seq"] <= cursor.last:
+                continue
+            if event["seq"] > cursor.last + 1:  # a gap: fill it from storage first
+                async for stored in cursor.from_storage(until=event["seq"] - 1):
+                    yield stored
+                if cursor.done or event["seq"] <= cursor.last:
+                    continue
+            yield cursor._advance(event)
+    finally:
+        live.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await live.task
+
+
+# -- thread stream -------------------------------------------------------------------------------
+
+
+async def thread_events(
+    runtime: Runtime,
+    thread_id: uuid.UUID,
+    *,
+    position: tuple[uuid.UUID, int] | None,
+    idle_check_seconds: float,
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Events of every run of the thread in order, then of new runs as they start."""
+    listener = runtime.bus.listen(thread_channel(thread_id))
+    notified: asyncio.Queue[str] = asyncio.Queue()
+
+    async def pump() -> None:
+        async for message in listener:
+            notified.put_nowait(message)
+
+    pump_task = asyncio.create_task(pump())
+    await asyncio.sleep(0)
+    done: set[uuid.UUID] = set()
+    try:
+        while True:
+            async with runtime.session_factory() as session:
+                runs = list(await RunRepository(session).runs_of_thread(thread_id))
+            if position is not None:
+                ids = [r.id for r in runs]
+                if position[0] in ids:
+                    index = ids.index(position[0])
+                    done.update(ids[:index])
+                    start_after = {position[0]: position[1]}
+                else:
+                    start_after = {}
+                position = None
+            else:
+                start_after = {}
+            pending = [r for r in runs if r.id not in done]
+            for run in pending:
+                async for event in run_events(
+                    runtime,
+                    run,
+                    after=start_after.get(run.id, 0),
+                    idle_check_seconds=idle_check_seconds,
+                ):
+                    yield thread_event_id(run.id, event["seq"]), event
+                done.add(run.id)
+            if pending:
+                continue  # runs may have started meanwhile
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(notified.get(), idle_check_seconds)
+    finally:
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump_task

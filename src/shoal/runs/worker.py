@@ -1,0 +1,206 @@
+"""The run worker: claim, heartbeat, execute, stop, finish — for any number of runs at once.
+
+One ``RunWorker`` per process (inside embedded ``shoal serve`` or a ``shoal worker``). A wake-up
+submits the run to the executor; the job claims it (``queued → running`` with a lease), runs
+the engine as a child task, and watches it from two sides: the control channel (stop signals,
+immediate) and the heartbeat (lease renewal and the stop flag, the guarantee). A lost lease
+cancels the engine without writing anything — the run is no longer ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from typing import Literal
+
+import structlog
+
+from shoal.db.session import unit_of_work
+from shoal.llm.base import ChatModel
+from shoal.llm.types import LLMError
+from shoal.runs import lifecycle
+from shoal.runs.events import RunEventLog
+from shoal.runs.execute import RunSnapshot, execute_run
+from shoal.runs.repository import Fenced, RunRepository
+from shoal.runs.runtime import Runtime, control_channel
+from shoal.runs.service import STOP
+from shoal.worker.executor import Executor, ExecutorClosed
+
+log = structlog.get_logger(__name__)
+CancelReason = Literal["stop", "lost", "shutdown"]
+
+
+def new_worker_id(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class RunWorker:
+    def __init__(self, runtime: Runtime, model: ChatModel, *, worker_id: str) -> None:
+        self.runtime = runtime
+        self.model = model
+        self.worker_id = worker_id
+        self.executor = Executor(capacity=runtime.settings.worker_max_runs)
+        self._reasons: dict[uuid.UUID, CancelReason] = {}
+        self._engines: dict[uuid.UUID, asyncio.Task[object]] = {}
+
+    # -- entry points ----------------------------------------------------------------------
+    async def wake(self, run_id: str) -> None:
+        """Handle a wake-up: take the run if it can start. Waits for a free slot."""
+        parsed = uuid.UUID(run_id)
+        try:
+            await self.executor.submit(run_id, lambda: self._run(parsed))
+        except ExecutorClosed:
+            log.info("wake_refused_draining", run_id=run_id)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop taking runs; after ``grace_seconds`` stop the rest as ``worker_shutdown``."""
+
+        def _shutdown(key: str) -> None:
+            self._cancel(uuid.UUID(key), "shutdown")
+
+        await self.executor.drain(grace_seconds, on_timeout=_shutdown)
+
+    def _cancel(self, run_id: uuid.UUID, reason: CancelReason) -> None:
+        self._reasons.setdefault(run_id, reason)
+        task = self._engines.get(run_id)
+        if task is not None and not task.done():
+            task.cancel(reason)
+
+    # -- one run ---------------------------------------------------------------------------
+    async def _claim(self, run_id: uuid.UUID) -> tuple[RunSnapshot, RunEventLog] | None:
+        settings = self.runtime.settings
+        async with unit_of_work(self.runtime.session_factory) as session:
+            run = await RunRepository(session).claim(
+                run_id, worker_id=self.worker_id, lease_seconds=settings.run_lease_seconds
+            )
+            if run is None:
+                return None
+            snapshot = RunSnapshot.of(run)
+            events = RunEventLog(
+                self.runtime,
+                run_id=run.id,
+                thread_id=run.thread_id,
+                attempt=run.attempt,
+                last_seq=run.last_event_seq,
+            )
+            seq = events.take_seq()
+            await lifecycle.write_events(
+                session,
+                self.runtime,
+                run,
+                [("run_status", lifecycle.status_data(run))],
+                first_seq=seq,
+            )
+        return snapshot, events
+
+    async def _run(self, run_id: uuid.UUID) -> None:
+        claimed = await self._claim(run_id)
+        if claimed is None:
+            return
+        run, events = claimed
+        structlog.contextvars.bind_contextvars(
+            run_id=str(run.id),
+            thread_id=str(run.thread_id),
+            account_id=str(run.account_id),
+            attempt=run.attempt,
+        )
+        engine = asyncio.create_task(execute_run(self.runtime, self.model, run, events))
+        self._engines[run.id] = engine
+        watchers = [
+            asyncio.create_task(self._listen_for_stop(run)),
+            asyncio.create_task(self._heartbeat(run)),
+        ]
+        status, error, finish_reason = "completed", None, None
+        try:
+            result = await engine
+            finish_reason = result.finish_reason
+        except asyncio.CancelledError:
+            reason = self._reasons.get(run.id)
+            if reason is None:  # this job itself was cancelled (process shutting down)
+                reason = "shutdown"
+                engine.cancel()
+                with contextlib.suppress(BaseException):
+                    await engine
+            if reason == "lost":
+                log.warning("run_lease_lost")
+                return
+            status = "stopped" if reason == "stop" else "failed"
+            if reason == "shutdown":
+                error = {
+                    "code": "worker_shutdown",
+                    "message": "The worker shut down during this run.",
+                }
+        except LLMError as exc:
+            status, error = "failed", {"code": "llm_error", "message": str(exc)}
+        except Fenced:
+            log.warning("run_lease_lost")
+            return
+        except Exception as exc:
+            log.exception("run_crashed")
+            status, error = (
+                "failed",
+                {"code": "internal", "message": f"Internal error: {type(exc).__name__}"},
+            )
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            for watcher in watchers:
+                with contextlib.suppress(BaseException):
+                    await watcher
+            self._engines.pop(run.id, None)
+            self._reasons.pop(run.id, None)
+            await events.close()
+        await self._finish(run, events, status=status, error=error, finish_reason=finish_reason)
+
+    async def _finish(
+        self,
+        run: RunSnapshot,
+        events: RunEventLog,
+        *,
+        status: str,
+        error: dict[str, str] | None,
+        finish_reason: str | None,
+    ) -> None:
+        try:
+            async with events._lock, unit_of_work(self.runtime.session_factory) as session:
+                await events.write_pending(session)  # fences this transaction
+                row = await RunRepository(session).get(run.id)
+                assert row is not None
+                await lifecycle.finish(
+                    session,
+                    self.runtime,
+                    row,
+                    status=status,
+                    error=error,
+                    finish_reason=finish_reason if status == "completed" else None,
+                    first_seq=events.take_seq(),
+                )
+        except Fenced:
+            log.warning("run_lease_lost_at_finish")  # someone else ended it: not ours to report
+            return
+        log.info("run_finished", status=status, error=error and error["code"])
+
+    async def _listen_for_stop(self, run: RunSnapshot) -> None:
+        async for message in self.runtime.bus.listen(control_channel(run.id)):
+            if message == STOP:
+                self._cancel(run.id, "stop")
+
+    async def _heartbeat(self, run: RunSnapshot) -> None:
+        settings = self.runtime.settings
+        while True:
+            try:
+                async with unit_of_work(self.runtime.session_factory) as session:
+                    stop_requested = await RunRepository(session).fence(
+                        run.id, run.attempt, lease_seconds=settings.run_lease_seconds
+                    )
+                if stop_requested is not None:
+                    self._cancel(run.id, "stop")
+            except Fenced:
+                self._cancel(run.id, "lost")
+                return
+            except Exception:
+                log.exception("heartbeat_failed")
+            await asyncio.sleep(settings.run_heartbeat_seconds)

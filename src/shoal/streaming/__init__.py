@@ -1,0 +1,1 @@
+"""EventBus protocol, Redis Streams and in-memory buses, SSE encoding. No DB."""

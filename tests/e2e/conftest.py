@@ -1,0 +1,177 @@
+"""Fixtures of the end-to-end tests: per module a fresh Postgres database, a private Redis, the
+fake LLM and a factory of clusters (``shoal serve`` + ``shoal worker`` subprocesses) that are
+always torn down, with their log tails attached to any failing test's report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from shoal.db.migrate import upgrade
+from tests.conftest import POSTGRES_ADMIN_URL, service_unavailable
+from tests.e2e.harness import (
+    RABBITMQ_URL,
+    Cluster,
+    Database,
+    PrivateRedis,
+    RoutedLLM,
+    port_open,
+    purge_run_queue,
+)
+
+_ACTIVE: list[Cluster] = []
+ClusterFactory = Callable[..., Cluster]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for cluster in _ACTIVE:
+            report.sections.append((f"shoal processes of {cluster.name}", cluster.tails()))
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def e2e_database_url() -> Iterator[str]:
+    """A fresh, migrated Postgres database for this module's processes."""
+    name = f"shoal_e2e_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        service_unavailable(f"Postgres at {POSTGRES_ADMIN_URL}: {exc}")
+    url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def db(e2e_database_url: str) -> Database:
+    return Database(e2e_database_url)
+
+
+@pytest.fixture(scope="module")
+def rabbitmq() -> str:
+    """RabbitMQ is reachable and the run queue is empty."""
+    try:
+        purge_run_queue(RABBITMQ_URL)
+    except Exception as exc:
+        service_unavailable(f"RabbitMQ at {RABBITMQ_URL}: {exc!r}")
+    return RABBITMQ_URL
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A redis-server of this module only: a unique key space, and safe to restart."""
+    if shutil.which("redis-server") is None:
+        service_unavailable("redis-server is not installed")
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[RoutedLLM]:
+    server = RoutedLLM().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def make_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_database_url: str,
+    rabbitmq: str,
+    private_redis: PrivateRedis,
+    fake_llm: RoutedLLM,
+) -> Iterator[ClusterFactory]:
+    """``make_cluster(serves=2, workers=2, broker_url=…, overrides={…})`` starts the processes
+    and waits until every serve is ready and sees every worker; all are stopped at module end."""
+    clusters: list[Cluster] = []
+
+    def make(
+        *,
+        serves: int = 2,
+        workers: int = 2,
+        broker_url: str | None = None,
+        overrides: dict[str, str] | None = None,
+        wait_consumers: bool = True,
+        name: str = "cluster",
+    ) -> Cluster:
+        cluster = Cluster(
+            name=name,
+            workdir=tmp_path_factory.mktemp(name),
+            database_url=e2e_database_url,
+            redis_url=private_redis.url,
+            broker_url=broker_url or rabbitmq,
+            llm_url=fake_llm.url,
+            overrides=overrides or {},
+        )
+        clusters.append(cluster)
+        _ACTIVE.append(cluster)
+        # Start everything at once: the imports dominate start-up and overlap.
+        for _ in range(serves):
+            cluster.add_serve()
+        for _ in range(workers):
+            cluster.add_worker()
+        try:
+            cluster.wait_ready()
+            if wait_consumers:
+                cluster.wait_consumers()
+            cluster.signup()
+        except BaseException:
+            print(cluster.tails())
+            raise
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+            with contextlib.suppress(ValueError):
+                _ACTIVE.remove(cluster)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        yield client
+
+
+def require_port(port: int, what: str) -> None:
+    if not port_open(port):
+        service_unavailable(f"{what} on 127.0.0.1:{port}")

@@ -1,0 +1,153 @@
+"""The thread stream: every run of a thread in order, then new runs live; resumable by id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from shoal.streaming.sse import SSEEvent
+from tests.conftest import TestUser
+from tests.runs.conftest import (
+    PromptModel,
+    StreamReader,
+    is_terminal,
+    new_thread,
+    start_run,
+    stored_events,
+    wait_run,
+)
+
+
+def _url(thread_id: str) -> str:
+    return f"/api/threads/{thread_id}/stream"
+
+
+def _of_run(run_id: str) -> Any:
+    return lambda e: is_terminal(e) and e.data["run_id"] == run_id
+
+
+def _data(events: list[SSEEvent]) -> list[dict[str, Any]]:
+    return [e.data for e in events]
+
+
+async def test_replays_every_run_then_stays_open_for_new_ones(
+    client: httpx.AsyncClient, http: httpx.AsyncClient, user: TestUser, app: FastAPI
+) -> None:
+    thread_id, _ = await new_thread(client, user)
+    first = await start_run(client, user, thread_id, "one")
+    await wait_run(client, user, first)
+    second = await start_run(client, user, thread_id, "two")
+    await wait_run(client, user, second)
+
+    async with http.stream("GET", _url(thread_id), headers=user.headers) as response:
+        assert response.status_code == 200
+        reader = StreamReader(response)
+        history = await reader.until(_of_run(second))
+        assert _data(history) == await stored_events(app, first) + await stored_events(app, second)
+        # ids are opaque strings, unique, and not the per-run seq
+        ids = [e.id for e in history]
+        assert all(isinstance(i, str) and i for i in ids)
+        assert len(set(ids)) == len(ids)
+        assert {e.event for e in history} >= {"run_status", "message", "text_delta"}
+
+        # still open: a run started now arrives on the same connection
+        third = await start_run(client, user, thread_id, "slow 6 0.02")
+        live = await reader.until(_of_run(third))
+    assert _data(live) == await stored_events(app, third)
+    assert len({e.id for e in history + live}) == len(history) + len(live)
+
+
+async def test_resume_with_last_event_id(
+    client: httpx.AsyncClient, http: httpx.AsyncClient, user: TestUser, app: FastAPI
+) -> None:
+    thread_id, _ = await new_thread(client, user)
+    runs = [await start_run(client, user, thread_id, p) for p in ("a",)]
+    await wait_run(client, user, runs[0])
+    runs.append(await start_run(client, user, thread_id, "b"))
+    await wait_run(client, user, runs[1])
+    async with http.stream("GET", _url(thread_id), headers=user.headers) as response:
+        full = await StreamReader(response).until(_of_run(runs[1]))
+    for cut in (0, 3, len(full) - 5, len(full) - 1):
+        headers = {**user.headers, "Last-Event-ID": str(full[cut].id)}
+        async with http.stream("GET", _url(thread_id), headers=headers) as response:
+            reader = StreamReader(response)
+            rest = await reader.until(_of_run(runs[1])) if cut < len(full) - 1 else []
+        assert _data(rest) == _data(full[cut + 1 :])
+    bad = await http.get(_url(thread_id), headers={**user.headers, "Last-Event-ID": "nope"})
+    assert bad.status_code == 400
+
+
+async def test_after_now_starts_at_the_live_tail(
+    client: httpx.AsyncClient, http: httpx.AsyncClient, user: TestUser, app: FastAPI
+) -> None:
+    thread_id, _ = await new_thread(client, user)
+    old = await start_run(client, user, thread_id, "old")
+    await wait_run(client, user, old)
+    async with http.stream("GET", f"{_url(thread_id)}?after=now", headers=user.headers) as response:
+        assert response.status_code == 200
+        reader = StreamReader(response)
+        new = await start_run(client, user, thread_id, "new")
+        events = await reader.until(_of_run(new))
+    assert {e.data["run_id"] for e in events} == {new}
+    assert _data(events) == await stored_events(app, new)
+
+
+async def test_stream_cursor_continues_right_after_the_history(
+    client: httpx.AsyncClient,
+    http: httpx.AsyncClient,
+    user: TestUser,
+    app: FastAPI,
+    chat_model: PromptModel,
+) -> None:
+    """A client loads the messages while a run is live, then attaches at ``stream_cursor``: it
+    sees what came after that history — no message twice, nothing missing."""
+    thread_id, _ = await new_thread(client, user)
+    done = await start_run(client, user, thread_id, "first")
+    await wait_run(client, user, done)
+    live = await start_run(client, user, thread_id, "stall")
+    await chat_model.wait_stalled()
+
+    page = (await client.get(f"/api/threads/{thread_id}/messages", headers=user.headers)).json()
+    history_ids = {m["message_id"] for m in page["messages"]}
+    assert [m["type"] for m in page["messages"]] == ["user", "assistant", "user"]
+    cursor = page["stream_cursor"]
+    assert isinstance(cursor, str) and cursor
+
+    headers = {**user.headers, "Last-Event-ID": cursor}
+    async with http.stream("GET", _url(thread_id), headers=headers) as response:
+        reader = StreamReader(response)
+        head = await reader.until(lambda e: e.data["type"] == "text_delta")
+        await client.post(f"/api/agent-run/{live}/stop", headers=user.headers)
+        tail = await reader.until(_of_run(live))
+    received = _data(head + tail)
+    stored = await stored_events(app, live)
+    last_history_seq = max(
+        e["seq"]
+        for e in stored
+        if e["type"] == "message" and e["data"]["message"]["message_id"] in history_ids
+    )
+    assert received == stored[last_history_seq:]
+    repeated = [
+        e
+        for e in received
+        if e["type"] == "message" and e["data"]["message"]["message_id"] in history_ids
+    ]
+    assert repeated == []
+    assert received[-1]["data"]["status"] == "stopped"
+
+
+async def test_query_token_and_privacy_on_the_thread_stream(
+    client: httpx.AsyncClient, http: httpx.AsyncClient, user: TestUser, other_user: TestUser
+) -> None:
+    thread_id, _ = await new_thread(client, user)
+    run_id = await start_run(client, user, thread_id, "hi")
+    await wait_run(client, user, run_id)
+    async with http.stream("GET", f"{_url(thread_id)}?token={user.token}") as response:
+        assert response.status_code == 200
+        events = await StreamReader(response).until(_of_run(run_id))
+    assert events[0].data["type"] == "run_status"
+    assert (await http.get(_url(thread_id), headers=other_user.headers)).status_code == 404
+    assert (await http.get(f"{_url(thread_id)}?token={other_user.token}")).status_code == 404
+    assert (await http.get(_url(thread_id))).status_code == 404

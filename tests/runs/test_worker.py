@@ -1,0 +1,129 @@
+"""The worker: woken at once (never polled), and quiet when its run's project is deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from fastapi import FastAPI
+
+from tests.conftest import TestUser
+from tests.runs.conftest import PromptModel, get_run, new_thread, start_run, wait_run
+
+# The sweeper and the requeue never fire during these tests: only wake-ups can start runs.
+NO_POLLING = {"sweeper_interval_seconds": 3600.0, "requeue_seconds": 3600.0}
+
+
+@pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
+async def test_a_run_starts_at_once(client: httpx.AsyncClient, user: TestUser) -> None:
+    thread_id, _ = await new_thread(client, user)
+    began = time.monotonic()
+    run_id = await start_run(client, user, thread_id, "hi")
+    run = await wait_run(client, user, run_id, timeout=2.0)
+    assert run["status"] == "completed"
+    assert time.monotonic() - began < 2.0
+
+
+@pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
+async def test_a_queued_run_starts_when_the_one_before_it_ends(
+    client: httpx.AsyncClient, user: TestUser, chat_model: PromptModel
+) -> None:
+    thread_id, _ = await new_thread(client, user)
+    first = await start_run(client, user, thread_id, "stall")
+    await chat_model.wait_stalled()
+    second = await start_run(client, user, thread_id, "hi", multitask_strategy="enqueue")
+    assert (await get_run(client, user, second))["status"] == "queued"
+    await asyncio.sleep(0.3)
+    assert (await get_run(client, user, second))["status"] == "queued"  # the project is busy
+    await client.post(f"/api/agent-run/{first}/stop", headers=user.headers)
+    assert (await wait_run(client, user, first, timeout=2.0))["status"] == "stopped"
+    # the terminal write of the first woke the second
+    assert (await wait_run(client, user, second, timeout=2.0))["status"] == "completed"
+
+
+@pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
+async def test_many_runs_start_at_once(client: httpx.AsyncClient, user: TestUser) -> None:
+    threads = [(await new_thread(client, user))[0] for _ in range(6)]
+    runs = await asyncio.gather(*(start_run(client, user, t, "hi") for t in threads))
+    finished = await asyncio.gather(*(wait_run(client, user, r, timeout=5.0) for r in runs))
+    assert [r["status"] for r in finished] == ["completed"] * 6
+
+
+ERRORS = {"run_crashed", "job_crashed", "event_flush_failed", "heartbeat_failed", "sweep_failed"}
+
+
+def _problems(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        entry
+        for entry in logs
+        if entry.get("event") in ERRORS or entry.get("log_level") in ("error", "critical")
+    ]
+
+
+@pytest.mark.parametrize("what", ["project", "thread"])
+async def test_deleting_during_a_run_stops_it_quietly(
+    client: httpx.AsyncClient,
+    user: TestUser,
+    app: FastAPI,
+    chat_model: PromptModel,
+    what: str,
+) -> None:
+    thread_id, project_id = await new_thread(client, user)
+    run_id = await start_run(client, user, thread_id, "stall")
+    with structlog.testing.capture_logs() as logs:
+        await chat_model.wait_stalled()
+        await asyncio.sleep(0.3)  # the first delta is flushed; the run is mid-answer
+        path = f"/api/projects/{project_id}" if what == "project" else f"/api/threads/{thread_id}"
+        deleted = await client.delete(path, headers=user.headers)
+        assert deleted.status_code == 204, deleted.text
+        assert (await client.get(path, headers=user.headers)).status_code == 404
+        gone = await client.get(f"/api/agent-run/{run_id}", headers=user.headers)
+        assert gone.status_code == 404
+        # the worker lets go of the run: the model call is cancelled and its job ends
+        await asyncio.wait_for(chat_model.cancelled.wait(), 3.0)
+        executor = app.state.run_host.worker.executor
+        for _ in range(100):
+            if executor.active == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert executor.active == 0
+        await asyncio.sleep(0.3)
+    assert _problems(logs) == []
+    # the account is not left with a phantom active run
+    other, _ = await new_thread(client, user)
+    assert (await wait_run(client, user, await start_run(client, user, other, "hi")))[
+        "status"
+    ] == "completed"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"worker_max_runs": 1}], ids=["one-slot"])
+async def test_a_full_worker_queues_runs_without_blocking_the_api(
+    client: httpx.AsyncClient, user: TestUser, chat_model: PromptModel
+) -> None:
+    busy, _ = await new_thread(client, user)
+    other, _ = await new_thread(client, user)
+    first = await start_run(client, user, busy, "stall")
+    await chat_model.wait_stalled()
+    began = time.monotonic()
+    second = await asyncio.wait_for(start_run(client, user, other, "hi"), 2.0)
+    assert time.monotonic() - began < 1.0  # accepted at once, though no slot is free
+    await asyncio.sleep(0.3)
+    assert (await get_run(client, user, second))["status"] == "queued"
+    await client.post(f"/api/agent-run/{first}/stop", headers=user.headers)
+    assert (await wait_run(client, user, second, timeout=3.0))["status"] == "completed"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"worker_max_runs": 1}], ids=["one-slot"])
+async def test_a_full_worker_runs_a_projects_queue_in_turn(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    """The finishing run wakes the next one while it still holds the only slot."""
+    thread_id, _ = await new_thread(client, user)
+    first = await start_run(client, user, thread_id, "slow 3 0.05")
+    second = await start_run(client, user, thread_id, "hi", multitask_strategy="enqueue")
+    assert (await wait_run(client, user, first, timeout=3.0))["status"] == "completed"
+    assert (await wait_run(client, user, second, timeout=3.0))["status"] == "completed"
