@@ -13,6 +13,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 setup: $(STAMP)
+	@# The local sandbox provider needs bubblewrap and slirp4netns (docs/sandbox.md).
+	@missing=""; for tool in bwrap slirp4netns; do \
+		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing bubblewrap slirp4netns for the local sandbox"; \
+		apt-get update -qq && apt-get install -y -qq bubblewrap slirp4netns; \
+	else \
+		echo "sandbox:$$missing missing - run: sudo apt-get install -y bubblewrap slirp4netns"; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/shoal migrate

@@ -8,8 +8,10 @@ import asyncio
 import importlib
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
@@ -22,22 +24,43 @@ def _load(name: str) -> ModuleType:
     return importlib.import_module(f"bench.{name}")
 
 
-async def _main(names: list[str], quick: bool) -> None:
+LOG = Path(tempfile.gettempdir()) / "shoal-bench.log"
+
+
+def _log_to_file() -> None:
+    """The app's warnings and errors (one JSON line each) go to LOG, not over the progress."""
+    import structlog
+
     from shoal.observability.logging import configure_logging
 
-    configure_logging(level="WARNING", json=False)
-    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    configure_logging(level="WARNING", json=True)
+    stream = LOG.open("w")  # stays open for the whole process
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.getLogger().handlers[0].formatter)
+    logging.getLogger().handlers[:] = [handler]
+    for noisy in ("LiteLLM", "pika"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+async def _main(names: list[str], quick: bool) -> None:
+    _log_to_file()
     for name in names:
         module = _load(name)
         console.rule(f"[bold]{name}[/] — {module.TITLE}")
         started, load_before = time.monotonic(), load_average()
         run = cast(Callable[..., Awaitable[Report]], module.run)
-        report = await run(quick=quick)
+        try:
+            report = await run(quick=quick)
+        except Exception as exc:  # recorded, and the next benchmark still runs
+            console.print_exception(max_frames=4)
+            report = Report(notes=[f"the benchmark failed: {type(exc).__name__}: {exc}"[:500]])
         report.parameters.setdefault("quick", quick)
         path = write_result(name, module.TITLE, report, started, load_before)
         console.print(f"  [green]wrote[/] {path.relative_to(path.parents[2])}")
     readme = render_readme(BENCHMARKS)
     console.print(f"[green]wrote[/] {readme.relative_to(readme.parents[2])}")
+    console.print(f"[dim]the app's warnings and errors: {LOG}[/]")
 
 
 def _runner() -> asyncio.Runner:
@@ -60,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
-        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+        parser.error(
+            f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})"
+        )
     names: list[Any] = args.names or BENCHMARKS
     started = time.monotonic()
     with _runner() as runner:

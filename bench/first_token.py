@@ -17,7 +17,10 @@ async def _shoal_sample(s: stack.Stack, thread_id: str) -> tuple[float, float, s
     """(ms to the 202, ms to the first text_delta, final status), following the stream to
     its end so runs never overlap."""
     began = time.perf_counter()
-    run_id = await s.start(thread_id)
+    try:
+        run_id = await s.start(thread_id)
+    except Exception as exc:
+        return 0.0, 0.0, f"start failed: {str(exc)[:80]}"
     accepted = time.perf_counter()
     first: float | None = None
     tail = b""
@@ -45,10 +48,13 @@ async def _measure(s: stack.Stack, runs: int, warmup: int, label: str) -> dict[s
             accepted, first, status = await _shoal_sample(s, thread_id)
             direct_first, _ = await direct.first_chunk(module, s.fake.url)
             if index >= warmup:  # alternate, so both see the same conditions
-                start_ms.append(accepted)
-                shoal_ms.append(first)
                 direct_ms.append(direct_first * 1000)
-                failures += status != "completed"
+                if status.startswith("start failed"):
+                    failures += 1
+                else:
+                    start_ms.append(accepted)
+                    shoal_ms.append(first)
+                    failures += status != "completed"
             bar.advance(task)
     shoal, baseline = summary(shoal_ms), summary(direct_ms)
     return {
@@ -82,7 +88,10 @@ def _record(report: Report, label: str, result: dict[str, Any]) -> None:
         )
     )
     if result["failures"]:
-        report.notes.append(f"{label}: {result['failures']} runs did not complete")
+        report.notes.append(
+            f"{label}: {result['failures']} runs did not complete (failed starts are not "
+            "in the samples)"
+        )
     console.print(
         f"  {label}: shoal p50 {result['shoal']['p50']:.1f} ms, direct p50 "
         f"{result['direct']['p50']:.1f} ms → overhead {result['overhead_p50']:+.1f} ms "

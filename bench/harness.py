@@ -206,7 +206,8 @@ def render_readme(order: list[str]) -> Path:
         for metric, data in result["metrics"].items():
             lines.append(
                 f"| {result['name']} | {metric} | {data.get('unit', '')} | "
-                f"{_fmt(data.get('samples'))} | {_fmt(data.get('p50'))} | {_fmt(data.get('p95'))} | "
+                f"{_fmt(data.get('samples'))} | {_fmt(data.get('p50'))} | "
+                f"{_fmt(data.get('p95'))} | "
                 f"{_fmt(data.get('p99'))} | {_fmt(data.get('mean'))} | {_fmt(data.get('value'))} |"
             )
     lines += [

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -159,14 +158,14 @@ async def _sign_up(http: httpx.AsyncClient) -> None:
 
 
 def _client(url: str, max_connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
 
 
 @contextlib.asynccontextmanager
-async def embedded(
-    *, max_connections: int = 200, **settings: Any
-) -> AsyncIterator[Stack]:
+async def embedded(*, max_connections: int = 200, **settings: Any) -> AsyncIterator[Stack]:
     """``shoal serve`` on embedded defaults (SQLite in a temp dir) with its model on the fake
     LLM server, in this process."""
     from shoal.app import create_app
@@ -205,8 +204,8 @@ def _reachable(url: str, default_port: int) -> None:
 
 def _run_queue_consumers(url: str) -> int:
     """Consumers already on the run queue at ``url`` (other workers would take our runs)."""
-    import pika
-    import pika.exceptions
+    import pika  # type: ignore[import-untyped]
+    import pika.exceptions  # type: ignore[import-untyped]
 
     from shoal.worker.broker import RUN_QUEUE
 
@@ -248,7 +247,7 @@ async def _pick_broker() -> tuple[str, list[str]]:
 
 
 async def _admin(sql: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
     try:
@@ -257,11 +256,14 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-async def _wait_worker(http: httpx.AsyncClient, worker: subprocess.Popen[bytes], log: Path) -> None:
+async def _wait_worker(
+    http: httpx.AsyncClient, worker: asyncio.subprocess.Process, log: Path
+) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"shoal worker exited: {log.read_text()[-2000:]}")
+        if worker.returncode is not None:
+            text = await asyncio.to_thread(log.read_text)
+            raise RuntimeError(f"shoal worker exited: {text[-2000:]}")
         ready = (await http.get("/api/health/ready")).json()
         if int(ready["components"].get("workers_alive", 0)) >= 1:
             return
@@ -286,7 +288,7 @@ async def services(*, max_connections: int = 200, **settings: Any) -> AsyncItera
     except Exception as exc:
         raise Unavailable(f"cannot create a Postgres database: {exc}") from None
     database_url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    worker: subprocess.Popen[bytes] | None = None
+    worker: asyncio.subprocess.Process | None = None
     try:
         await asyncio.to_thread(upgrade, database_url)
         with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
@@ -303,11 +305,14 @@ async def services(*, max_connections: int = 200, **settings: Any) -> AsyncItera
                 }
                 log = Path(tmp) / "worker.log"
                 with log.open("wb") as log_file:
-                    worker = subprocess.Popen(
-                        [sys.executable, "-m", "shoal.cli", "worker"],
+                    worker = await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "shoal.cli",
+                        "worker",
                         env=env,
                         stdout=log_file,
-                        stderr=subprocess.STDOUT,
+                        stderr=asyncio.subprocess.STDOUT,
                     )
                 config = Settings(
                     data_dir=Path(tmp) / "api",
@@ -328,10 +333,11 @@ async def services(*, max_connections: int = 200, **settings: Any) -> AsyncItera
                     await _wait_worker(http, worker, log)
                     yield Stack("services", url, http, fake, app, notes)
                 worker.send_signal(signal.SIGTERM)
-                await asyncio.to_thread(worker.wait, 30)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.wait(), 30)
     finally:
-        if worker is not None and worker.poll() is None:
+        if worker is not None and worker.returncode is None:
             worker.kill()
-            await asyncio.to_thread(worker.wait)
+            await worker.wait()
         with contextlib.suppress(Exception):
             await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -55,6 +55,16 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _preload_litellm() -> None:
+    """Import LiteLLM (seconds of CPU) in a background thread while the process starts, so the
+    first run does not pay for it; start-up itself does not wait."""
+    import threading
+
+    from shoal.llm.litellm_adapter import load_litellm
+
+    threading.Thread(target=load_litellm, name="litellm-preload", daemon=True).start()
+
+
 @app.command(epilog=_settings_help())
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -68,6 +78,8 @@ def serve(
     from shoal.observability.logging import configure_logging
 
     configure_logging()
+    if settings.broker_url is None:
+        _preload_litellm()  # this process executes runs
     console.print(f"[bold green]shoal[/] serving on http://{host}:{port}  (API docs: /api/docs)")
     uvicorn.run(
         create_app(settings),
@@ -93,6 +105,7 @@ def worker(
     from shoal.runs.actor import serve_worker
 
     configure_logging()
+    _preload_litellm()
     console.print("[bold green]shoal[/] worker started — Ctrl-C or SIGTERM drains it")
     serve_worker(settings, threads=threads)
 

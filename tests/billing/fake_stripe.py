@@ -110,14 +110,15 @@ class FakeStripe:
 
     def _route(self, method: str, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if method == "POST" and path == "/v1/customers":
-            customer = {
-                "id": self.new_id("cus"),
+            customer_id = self.new_id("cus")
+            customer: dict[str, Any] = {
+                "id": customer_id,
                 "object": "customer",
                 "email": form.get("email"),
                 "name": form.get("name"),
                 "metadata": {"account_id": form.get("metadata[account_id]")},
             }
-            self.customers[customer["id"]] = customer
+            self.customers[customer_id] = customer
             return 200, customer
         if method == "POST" and path == "/v1/checkout/sessions":
             session_id = self.new_id("cs_test")
@@ -192,7 +193,9 @@ class FakeStripe:
         sub["status"] = status
         return self.event(kind, json.loads(json.dumps(sub)), created=created)
 
-    def event(self, kind: str, obj: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
+    def event(
+        self, kind: str, obj: dict[str, Any], *, created: int | None = None
+    ) -> dict[str, Any]:
         return {
             "id": self.new_id("evt"),
             "object": "event",
@@ -204,7 +207,11 @@ class FakeStripe:
 
 def _sub_dict(form: dict[str, str], prefix: str) -> dict[str, str]:
     start = f"{prefix}["
-    return {k[len(start) : -1]: v for k, v in form.items() if k.startswith(start) and "][" not in k[len(start) :]}
+    return {
+        k[len(start) : -1]: v
+        for k, v in form.items()
+        if k.startswith(start) and "][" not in k[len(start) :]
+    }
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:

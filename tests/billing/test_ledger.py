@@ -72,28 +72,30 @@ async def test_a_repeated_key_is_recorded_once_even_concurrently(
     assert spent == 250_000
 
 
-@pytest.mark.parametrize("include_usage", [True, False])
+@pytest.mark.parametrize("stopped", [False, True])
 async def test_ledger_cost_is_tokens_times_an_independent_price_table(
-    app: FastAPI, user: TestUser, include_usage: bool
+    app: FastAPI, user: TestUser, stopped: bool
 ) -> None:
     """The fake provider reports tokens; LiteLLM prices them; the ledger must match our table.
 
-    Without usage in the stream (a stopped or cut-off response) the row is estimated.
+    A stream stopped before its usage arrived is charged by LiteLLM's token count, marked
+    estimated (what the engine records for a stopped run).
     """
+    messages = [{"role": "user", "content": "hi"}]
     async with FakeLLMServer() as server:
-        server.script(FakeTurn(text="hello there", usage=(12_345, 678), include_usage=include_usage))
+        server.script(FakeTurn(text="hello there", usage=(12_345, 678)))
         model = LiteLLMChatModel(api_base=server.url + "/v1", api_key="sk-test", timeout=10)
-        request = ChatRequest(
-            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-        )
+        request = ChatRequest(model="openai/gpt-4o-mini", messages=messages)
         chunks = [chunk async for chunk in model.stream(request)]
     usage = next(c for c in chunks if isinstance(c, Usage))
+    if stopped:
+        usage = model.estimate_usage("openai/gpt-4o-mini", messages, "hello the" * 40)
     run_id = uuid.uuid4()
     assert await _record(app, user, run_id, usage, f"{run_id}:3")
     (row,) = await _entries(app, run_id)
-    if include_usage:
+    assert row.estimated is stopped
+    if not stopped:
         assert (row.prompt_tokens, row.completion_tokens) == (12_345, 678)
-    assert row.estimated is (not include_usage)
     assert row.prompt_tokens > 0 and row.completion_tokens > 0
     per_in, per_out = PRICES["gpt-4o-mini"]
     expected_micro = round(row.prompt_tokens * per_in + row.completion_tokens * per_out)
@@ -120,9 +122,7 @@ async def test_sandbox_exec_seconds_are_priced_by_the_setting(
             )
     rows = await _entries(app, run_id)
     assert sorted(r.cost_micro_usd for r in rows) == [200, 1000]  # 0.0004 $/s
-    report = (
-        await client.get("/api/billing/usage?group_by=model", headers=user.headers)
-    ).json()
+    report = (await client.get("/api/billing/usage?group_by=model", headers=user.headers)).json()
     (sandbox,) = report["rows"]
     assert sandbox["key"] == "sandbox"
     assert sandbox["exec_seconds"] == pytest.approx(3.0)
@@ -160,9 +160,7 @@ async def test_deleting_a_project_keeps_its_ledger_rows_and_usage(
             select(func.count()).where(UsageEntry.project_id == project_id)
         )
     assert count == 2
-    report = (
-        await client.get("/api/billing/usage?group_by=thread", headers=user.headers)
-    ).json()
+    report = (await client.get("/api/billing/usage?group_by=thread", headers=user.headers)).json()
     assert report["rows"] == [
         {
             "key": str(thread_id),

@@ -302,3 +302,20 @@ async def test_unknown_or_unbuyable_plan_is_422(
         assert response.status_code == 422
         assert response.json()["code"] == "validation_error"
     assert fake_stripe.requests == []
+
+
+async def test_a_checkout_completed_during_an_outage_is_applied_on_stripes_retry(
+    client: httpx.AsyncClient, user: TestUser, fake_stripe: FakeStripe
+) -> None:
+    response = await client.post(
+        "/api/billing/create-checkout-session", json=CHECKOUT, headers=user.headers
+    )
+    event = fake_stripe.complete_checkout(response.json()["session_id"])
+    fake_stripe.status = 500  # the subscription cannot be read back
+    first = await post_event(client, event)
+    assert first.status_code == 503
+    assert (await status(client, user))["plan"] == "free"
+    fake_stripe.status = None
+    retried = await post_event(client, event)  # Stripe retries the same event id
+    assert retried.status_code == 200 and retried.json()["applied"] is True
+    assert (await status(client, user))["plan"] == "pro"

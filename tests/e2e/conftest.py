@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,13 +20,16 @@ import pytest
 from shoal.db.migrate import upgrade
 from tests.conftest import POSTGRES_ADMIN_URL, service_unavailable
 from tests.e2e.harness import (
-    RABBITMQ_URL,
+    RABBITMQ_URLS,
+    RUN_QUEUE,
     Cluster,
     Database,
     PrivateRedis,
     RoutedLLM,
-    port_open,
+    pick_rabbitmq,
     purge_run_queue,
+    queue_consumers,
+    queue_state,
 )
 
 _ACTIVE: list[Cluster] = []
@@ -43,9 +47,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
-    if report.failed:
+    if report.failed and _ACTIVE:
+        try:
+            ready, consumers = queue_state(_ACTIVE[-1].broker_admin_url)
+            queue = f"{RUN_QUEUE}: {ready} messages ready, {consumers} consumers"
+        except Exception as exc:
+            queue = f"{RUN_QUEUE}: unknown ({exc!r})"
         for cluster in _ACTIVE:
-            report.sections.append((f"shoal processes of {cluster.name}", cluster.tails()))
+            report.sections.append(
+                (f"shoal processes of {cluster.name}", f"{queue}\n{cluster.tails()}")
+            )
 
 
 async def _admin(sql: str) -> None:
@@ -79,12 +90,25 @@ def db(e2e_database_url: str) -> Database:
 
 @pytest.fixture(scope="module")
 def rabbitmq() -> str:
-    """RabbitMQ is reachable and the run queue is empty."""
+    """A reachable RabbitMQ vhost whose run queue is empty and has no consumer of another
+    process (it would take this module's wake-ups)."""
     try:
-        purge_run_queue(RABBITMQ_URL)
+        url = pick_rabbitmq()
+        purge_run_queue(url)
+        consumers = queue_consumers(url)
+        deadline = time.monotonic() + 10
+        while consumers and time.monotonic() < deadline:  # a just-stopped worker may linger
+            time.sleep(0.5)
+            consumers = queue_consumers(url)
     except Exception as exc:
-        service_unavailable(f"RabbitMQ at {RABBITMQ_URL}: {exc!r}")
-    return RABBITMQ_URL
+        service_unavailable(f"RabbitMQ at {' or '.join(RABBITMQ_URLS)}: {exc!r}")
+    if consumers:
+        pytest.fail(
+            f"{consumers} other consumer(s) on {RUN_QUEUE} at {url} would take this suite's "
+            "wake-ups; stop them or point SHOAL_TEST_RABBITMQ_URL at a vhost of its own",
+            pytrace=False,
+        )
+    return url
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +161,7 @@ def make_cluster(
             redis_url=private_redis.url,
             broker_url=broker_url or rabbitmq,
             llm_url=fake_llm.url,
+            broker_admin_url=rabbitmq,
             overrides=overrides or {},
         )
         clusters.append(cluster)
@@ -170,8 +195,3 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         yield client
-
-
-def require_port(port: int, what: str) -> None:
-    if not port_open(port):
-        service_unavailable(f"{what} on 127.0.0.1:{port}")

@@ -33,7 +33,14 @@ from shoal.streaming.sse import SSEParser
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOAL = ROOT / ".venv" / "bin" / "shoal"
-RABBITMQ_URL = os.environ.get("SHOAL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# The run queue's name is fixed (shoal.runs), so any other `shoal worker` on the same vhost
+# (a benchmark, someone's manual run) would take this suite's wake-ups: a vhost of its own when
+# the broker has one (`rabbitmqctl add_vhost shoal_e2e` + permissions), else the default one.
+RABBITMQ_URLS = (
+    [os.environ["SHOAL_TEST_RABBITMQ_URL"]]
+    if os.environ.get("SHOAL_TEST_RABBITMQ_URL")
+    else ["amqp://guest:guest@127.0.0.1:5672/shoal_e2e", "amqp://guest:guest@127.0.0.1:5672/%2F"]
+)
 RUN_QUEUE = "shoal.runs"
 TERMINAL = ("completed", "failed", "stopped")
 _PASSTHROUGH_PREFIXES = ("SHOAL_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "LITELLM_", "SUPABASE_")
@@ -56,8 +63,12 @@ _NOISE = re.compile(
     r'"event": "(Pika version|Socket connected|Streaming transport|AMQP|Connection workflow|'
     r"Created (channel|new queue)|Closing (channel|connection|transport)|Received <Channel|"
     r"Aborting transport|_AsyncTransportBase|Deactivating transport|Stack terminated|"
-    r'User-initiated close|TCP Connection attempt|protocol.eof|Transport indicated)'
+    r"User-initiated close|TCP Connection attempt|protocol.eof|Transport indicated)"
 )
+
+
+# Access-log lines of successful requests drown what matters (warnings, errors, run ends).
+_OK = re.compile(r'"status": [123]\d\d, "duration_ms"')
 
 
 def tail(path: Path, lines: int = 60) -> str:
@@ -65,7 +76,9 @@ def tail(path: Path, lines: int = 60) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    kept = [line[:600] for line in text.splitlines() if not _NOISE.search(line)]
+    kept = [
+        line[:600] for line in text.splitlines() if not _NOISE.search(line) and not _OK.search(line)
+    ]
     return "\n".join(kept[-lines:])
 
 
@@ -209,9 +222,16 @@ class TcpProxy:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.cut()
+            self._call(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        await self._cut()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _open(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -254,12 +274,34 @@ class TcpProxy:
                 self._transports.discard(transport)  # type: ignore[arg-type]
 
 
-def purge_run_queue(url: str = RABBITMQ_URL) -> None:
+def _connect(url: str) -> Any:
+    import pika
+
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = params.blocked_connection_timeout = 3
+    return pika.BlockingConnection(params)
+
+
+def pick_rabbitmq() -> str:
+    """The first of ``RABBITMQ_URLS`` that accepts us (raises the last error otherwise)."""
+    error: Exception | None = None
+    for url in RABBITMQ_URLS:
+        try:
+            _connect(url).close()
+            return url
+        except Exception as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+def purge_run_queue(url: str) -> None:
     """Empty ``shoal.runs`` (left-over wake-ups of other sessions would wake nothing here, but
     they would make a worker look busy)."""
     import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = _connect(url)
     try:
         channel = connection.channel()
         try:
@@ -272,21 +314,25 @@ def purge_run_queue(url: str = RABBITMQ_URL) -> None:
             connection.close()
 
 
-def queue_consumers(url: str = RABBITMQ_URL) -> int:
-    """How many consumers ``shoal.runs`` has (0 when it does not exist yet)."""
+def queue_state(url: str) -> tuple[int, int]:
+    """``(messages ready, consumers)`` of ``shoal.runs`` (zeros when it does not exist yet)."""
     import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = _connect(url)
     try:
         channel = connection.channel()
         try:
             declared = channel.queue_declare(RUN_QUEUE, passive=True)
         except pika.exceptions.ChannelClosedByBroker:
-            return 0
-        return int(declared.method.consumer_count)
+            return 0, 0
+        return int(declared.method.message_count), int(declared.method.consumer_count)
     finally:
         with contextlib.suppress(Exception):
             connection.close()
+
+
+def queue_consumers(url: str) -> int:
+    return queue_state(url)[1]
 
 
 # -- the fake LLM ------------------------------------------------------------------------------
@@ -396,6 +442,7 @@ class Cluster:
     redis_url: str
     broker_url: str
     llm_url: str
+    broker_admin_url: str
     overrides: Mapping[str, str] = field(default_factory=dict)
     serve_procs: list[Proc] = field(default_factory=list)
     serves: list[str] = field(default_factory=list)
@@ -525,7 +572,7 @@ class Cluster:
         seen = -1
         while True:
             self.check_alive()
-            seen = queue_consumers()
+            seen = queue_consumers(self.broker_admin_url)
             if seen >= expected:
                 return
             if time.monotonic() > deadline:

@@ -50,7 +50,7 @@ async def test_a_restarted_server_fails_the_runs_its_last_life_left_running(
     host = RunHost.create(later, app.state.session_factory, execute=True, chat_model=PromptModel())
     await host.start()
     try:
-        run = await wait_run(client, user, run_id, timeout=1.5)
+        run = await wait_run(client, user, run_id, timeout=3.0)
     finally:
         await host.stop(drain_timeout=0)
     assert run["status"] == "failed"

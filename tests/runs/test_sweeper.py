@@ -46,7 +46,9 @@ async def _queued_run_without_wakeup(
                 last_wakeup_at=woken_at or utcnow(),
             )
         )
-        await lifecycle.write_events(session, runtime, run, [("run_status", {"status": "queued"})])
+        await lifecycle.write_events(
+            session, runtime, run, [("run_status", lifecycle.status_data(run))]
+        )
         return run.id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -151,3 +152,28 @@ async def test_query_token_and_privacy_on_the_thread_stream(
     assert (await http.get(_url(thread_id), headers=other_user.headers)).status_code == 404
     assert (await http.get(f"{_url(thread_id)}?token={other_user.token}")).status_code == 404
     assert (await http.get(_url(thread_id))).status_code == 404
+
+
+async def test_subscribers_hanging_up_mid_replay_leave_the_database_usable(
+    client: httpx.AsyncClient, http: httpx.AsyncClient, user: TestUser
+) -> None:
+    """A disconnect can land while the stream is reading the database; that read must not
+    leave a connection (on SQLite: the database lock) behind for everyone else."""
+    thread_id, _ = await new_thread(client, user)
+    runs = []
+    for prompt in ("a", "b", "c"):
+        runs.append(await start_run(client, user, thread_id, prompt))
+        await wait_run(client, user, runs[-1])
+    async with http.stream("GET", _url(thread_id), headers=user.headers) as response:
+        total = len(await StreamReader(response).until(_of_run(runs[-1])))
+    for cut in [*range(1, total), *range(1, total)]:
+        async with http.stream("GET", _url(thread_id), headers=user.headers) as response:
+            reader = StreamReader(response)
+            for _ in range(cut):
+                assert await reader.next(timeout=5.0) is not None
+    # everyone else still gets answers at once
+    for _ in range(3):
+        response = await asyncio.wait_for(
+            client.post("/api/threads", json={"name": "after"}, headers=user.headers), 3.0
+        )
+        assert response.status_code == 201, response.text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -21,11 +20,9 @@ NO_POLLING = {"sweeper_interval_seconds": 3600.0, "requeue_seconds": 3600.0}
 @pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
 async def test_a_run_starts_at_once(client: httpx.AsyncClient, user: TestUser) -> None:
     thread_id, _ = await new_thread(client, user)
-    began = time.monotonic()
     run_id = await start_run(client, user, thread_id, "hi")
-    run = await wait_run(client, user, run_id, timeout=2.0)
+    run = await wait_run(client, user, run_id, timeout=5.0)  # the sweeper would take an hour
     assert run["status"] == "completed"
-    assert time.monotonic() - began < 2.0
 
 
 @pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
@@ -40,9 +37,9 @@ async def test_a_queued_run_starts_when_the_one_before_it_ends(
     await asyncio.sleep(0.3)
     assert (await get_run(client, user, second))["status"] == "queued"  # the project is busy
     await client.post(f"/api/agent-run/{first}/stop", headers=user.headers)
-    assert (await wait_run(client, user, first, timeout=2.0))["status"] == "stopped"
+    assert (await wait_run(client, user, first, timeout=3.0))["status"] == "stopped"
     # the terminal write of the first woke the second
-    assert (await wait_run(client, user, second, timeout=2.0))["status"] == "completed"
+    assert (await wait_run(client, user, second, timeout=3.0))["status"] == "completed"
 
 
 @pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
@@ -108,9 +105,8 @@ async def test_a_full_worker_queues_runs_without_blocking_the_api(
     other, _ = await new_thread(client, user)
     first = await start_run(client, user, busy, "stall")
     await chat_model.wait_stalled()
-    began = time.monotonic()
-    second = await asyncio.wait_for(start_run(client, user, other, "hi"), 2.0)
-    assert time.monotonic() - began < 1.0  # accepted at once, though no slot is free
+    # accepted though no slot is free (the first run would hold it forever)
+    second = await asyncio.wait_for(start_run(client, user, other, "hi"), 5.0)
     await asyncio.sleep(0.3)
     assert (await get_run(client, user, second))["status"] == "queued"
     await client.post(f"/api/agent-run/{first}/stop", headers=user.headers)

@@ -293,7 +293,10 @@ async def usage_report(
         now = await standing(session, account_id, settings=settings)
         start = start or now.period_start
         end = end or now.period_end
-    start, end = as_utc(start), as_utc(end)
+    try:
+        start, end = as_utc(start), as_utc(end)
+    except OverflowError:
+        raise BadRequest("`from` and `to` must be within years 1–9999 in UTC.") from None
     if end <= start:
         raise BadRequest("`to` must be after `from`.")
     rows = await BillingRepository(session).usage(account_id, start, end, group_by)

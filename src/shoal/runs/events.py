@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shoal.billing import service as billing
 from shoal.db.models import Message
 from shoal.db.session import unit_of_work
 from shoal.kit.ids import parse_id
@@ -28,7 +30,9 @@ from shoal.threads.schemas import MessageRead
 
 log = structlog.get_logger(__name__)
 # Events after which everything so far is stored before the engine goes on.
-BOUNDARIES = frozenset({"message", "run_status", "tool_result"})
+# ``usage`` is one too: every LLM call is metered in the ledger and checked against the plan's
+# limit as it happens, not at the end of the run.
+BOUNDARIES = frozenset({"message", "run_status", "tool_result", "usage"})
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -44,11 +48,17 @@ class RunEventLog:
         thread_id: uuid.UUID,
         attempt: int,
         last_seq: int,
+        account_id: uuid.UUID | None = None,
+        project_id: uuid.UUID | None = None,
+        on_billing_limit: Callable[[], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.run_id = run_id
         self.thread_id = thread_id
         self.attempt = attempt
+        self.account_id = account_id
+        self.project_id = project_id
+        self.on_billing_limit = on_billing_limit
         self.next_seq = last_seq + 1
         self._pending: list[NewEvent] = []
         self._lock = asyncio.Lock()
@@ -114,10 +124,34 @@ class RunEventLog:
                     completion_tokens=usage[1],
                     cost_micro_usd=usage[2],
                 )
+            await self._meter(session, [e for e in batch if e.type == "usage"])
         except BaseException:
             self._pending = batch + self._pending
             self._usage = [a + b for a, b in zip(usage, self._usage, strict=True)]
             raise
+
+    async def _meter(self, session: AsyncSession, usage: list[NewEvent]) -> None:
+        """One ledger row per LLM call (idempotent by event), then the plan's limit."""
+        if not usage or self.account_id is None or self.project_id is None:
+            return
+        for event in usage:
+            await billing.record_llm_usage(
+                session,
+                account_id=self.account_id,
+                project_id=self.project_id,
+                thread_id=self.thread_id,
+                run_id=self.run_id,
+                attempt=self.attempt,
+                model=str(event.data.get("model") or ""),
+                prompt_tokens=int(event.data.get("prompt_tokens") or 0),
+                completion_tokens=int(event.data.get("completion_tokens") or 0),
+                cost_usd=float(event.data.get("cost_usd") or 0.0),
+                estimated=bool(event.data.get("estimated")),
+                key=f"{self.run_id}:{event.seq}",
+            )
+        over = await billing.over_limit(session, self.account_id, settings=self.runtime.settings)
+        if over and self.on_billing_limit is not None:
+            self.on_billing_limit()
 
     def take_seq(self) -> int:
         seq = self.next_seq

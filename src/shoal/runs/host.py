@@ -27,14 +27,6 @@ from shoal.worker.broker import Broker, DramatiqBroker, InProcessBroker
 log = structlog.get_logger(__name__)
 
 
-async def _preload_litellm() -> None:
-    """Import LiteLLM (seconds) in a thread now rather than inside the first run."""
-    from shoal.llm.litellm_adapter import aload_litellm
-
-    with contextlib.suppress(Exception):
-        await aload_litellm()
-
-
 @dataclass
 class RunHost:
     runtime: Runtime
@@ -80,7 +72,6 @@ class RunHost:
             if failed:
                 log.warning("orphaned_runs_failed", count=failed)
         self._tasks.append(asyncio.create_task(self.sweeper.run_forever(), name="sweeper"))
-        self._tasks.append(asyncio.create_task(_preload_litellm(), name="litellm-preload"))
         self._tasks.append(asyncio.create_task(self._alive(), name="worker-alive"))
 
     async def _alive(self) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.agents import service as agent_service
 from shoal.auth.principal import Principal
+from shoal.billing import service as billing
 from shoal.db.models import AgentRun, IdempotencyKey, Thread
 from shoal.db.repository import Page
 from shoal.errors import ConcurrencyLimit, Forbidden, IdempotencyConflict, NotFound, RunActive
@@ -129,13 +130,15 @@ async def _check_account_cap(
     session: AsyncSession, runtime: Runtime, account_id: uuid.UUID
 ) -> None:
     settings = runtime.settings
+    cap = await billing.concurrency_cap(session, account_id, settings=settings)
+    limit = cap if cap is not None else settings.max_active_runs_per_account
     if settings.concurrency_overflow != "reject":
         return
     active = await RunRepository(session).count_active_for_account(account_id)
-    if active >= settings.max_active_runs_per_account:
+    if active >= limit:
         raise ConcurrencyLimit(
-            f"This account already has {active} active runs (limit "
-            f"{settings.max_active_runs_per_account}); wait for one to finish.",
+            f"This account already has {active} active runs (limit {limit}); "
+            "wait for one to finish.",
             retry_after=max(1, int(settings.run_heartbeat_seconds)),
         )
 
@@ -157,6 +160,9 @@ async def start(
         thread_agent_id=thread.agent_id,
     )
     model_name = body.model_name or agent.model_name or runtime.settings.effective_default_model
+    await billing.check_can_start(
+        session, settings=runtime.settings, account_id=thread.account_id, model_name=model_name
+    )
     await _make_room(session, runtime, thread=thread, options=body)
     await _check_account_cap(session, runtime, thread.account_id)
     options = body.model_dump(exclude={"prompt", "model_name", "agent_id", "metadata"})

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from shoal.db.models import AgentRun
 from shoal.kit.streams import thread_event_id
@@ -22,6 +22,8 @@ from shoal.runs.repository import RunRepository, event_dict
 from shoal.runs.runtime import Runtime, run_stream, thread_channel
 
 PAGE = 500
+GAP_POLL_SECONDS = 0.05
+T = TypeVar("T")
 
 
 def is_terminal(event: dict[str, Any]) -> bool:
@@ -47,8 +49,26 @@ async def _attach(runtime: Runtime, run_id: uuid.UUID, after: int) -> _Live:
     return _Live(queue, task)
 
 
+async def _uncancellable(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a database read to its end even if the subscriber hangs up meanwhile.
+
+    A disconnect cancels the stream (anyio re-delivers the cancellation at every await), and
+    a session cancelled mid-query never gives its connection back: the pool runs dry, and on
+    SQLite (``BEGIN IMMEDIATE``) the leaked transaction holds the database lock, so every
+    other request waits out ``busy_timeout`` and fails."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
+    return await asyncio.shield(task)
+
+
 async def _stored(
     runtime: Runtime, run: AgentRun, after: int, until: int | None = None
+) -> tuple[list[dict[str, Any]], AgentRun | None]:
+    return await _uncancellable(_read_stored(runtime, run, after, until))
+
+
+async def _read_stored(
+    runtime: Runtime, run: AgentRun, after: int, until: int | None
 ) -> tuple[list[dict[str, Any]], AgentRun | None]:
     async with runtime.session_factory() as session:
         repo = RunRepository(session)
@@ -79,6 +99,21 @@ class _RunCursor:
             if len(events) < PAGE:
                 return
 
+    async def fill_gap(self, until: int) -> AsyncIterator[dict[str, Any]]:
+        """Stored events up to ``until``, waiting for them when the bus ran ahead of storage
+        (the writer flushes in batches; after a Redis restart the live buffer no longer holds
+        that unflushed tail). Skipping instead would lose events for good. The wait is bounded:
+        within a lease (plus a sweep) the writer has stored them or the sweeper ended the run."""
+        settings = self.runtime.settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.run_lease_seconds + settings.sweeper_interval_seconds + 1
+        while True:
+            async for event in self.from_storage(until=until):
+                yield event
+            if self.done or self.last >= until or loop.time() > deadline:
+                return
+            await asyncio.sleep(GAP_POLL_SECONDS)
+
     def _advance(self, event: dict[str, Any]) -> dict[str, Any]:
         self.last = event["seq"]
         self.done = is_terminal(event)
@@ -105,7 +140,7 @@ async def run_events(
             if event["seq"] <= cursor.last:
                 continue
             if event["seq"] > cursor.last + 1:  # a gap: fill it from storage first
-                async for stored in cursor.from_storage(until=event["seq"] - 1):
+                async for stored in cursor.fill_gap(event["seq"] - 1):
                     yield stored
                 if cursor.done or event["seq"] <= cursor.last:
                     continue
@@ -117,6 +152,11 @@ async def run_events(
 
 
 # -- thread stream -------------------------------------------------------------------------------
+
+
+async def _runs_of_thread(runtime: Runtime, thread_id: uuid.UUID) -> list[AgentRun]:
+    async with runtime.session_factory() as session:
+        return list(await RunRepository(session).runs_of_thread(thread_id))
 
 
 async def thread_events(
@@ -139,8 +179,7 @@ async def thread_events(
     done: set[uuid.UUID] = set()
     try:
         while True:
-            async with runtime.session_factory() as session:
-                runs = list(await RunRepository(session).runs_of_thread(thread_id))
+            runs = await _uncancellable(_runs_of_thread(runtime, thread_id))
             if position is not None:
                 ids = [r.id for r in runs]
                 if position[0] in ids:

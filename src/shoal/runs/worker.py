@@ -30,7 +30,7 @@ from shoal.runs.service import STOP
 from shoal.worker.executor import Executor, ExecutorClosed
 
 log = structlog.get_logger(__name__)
-CancelReason = Literal["stop", "lost", "shutdown"]
+CancelReason = Literal["stop", "lost", "shutdown", "billing"]
 
 
 def new_worker_id(kind: str) -> str:
@@ -79,12 +79,16 @@ class RunWorker:
             if run is None:
                 return None
             snapshot = RunSnapshot.of(run)
+            run_id = run.id
             events = RunEventLog(
                 self.runtime,
                 run_id=run.id,
                 thread_id=run.thread_id,
                 attempt=run.attempt,
                 last_seq=run.last_event_seq,
+                account_id=run.account_id,
+                project_id=run.project_id,
+                on_billing_limit=lambda: self._cancel(run_id, "billing"),
             )
             seq = events.take_seq()
             await lifecycle.write_events(
@@ -128,6 +132,11 @@ class RunWorker:
                 log.warning("run_lease_lost")
                 return
             status = "stopped" if reason == "stop" else "failed"
+            if reason == "billing":
+                error = {
+                    "code": "billing_limit",
+                    "message": "The account's spend limit for this billing period was reached.",
+                }
             if reason == "shutdown":
                 error = {
                     "code": "worker_shutdown",

@@ -164,6 +164,9 @@ class RedisSubscription:
         if self._pending is None:
             self._fanout.ensure_started()
             found = await self._fanout.read_range(self.key, self._last) if self._needs_range else []
+            # A cancel swallowed by redis-py's XRANGE would leave the caller waiting on the
+            # inbox for ever (an SSE stream that never closes after a Redis restart).
+            raise_if_cancelling()
             self._pending = deque(found)
         while True:
             event = self._pending.popleft() if self._pending else await self.inbox.get()
