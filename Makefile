@@ -24,11 +24,11 @@ setup: $(STAMP)
 		echo "sandbox:$$missing missing - run: sudo apt-get install -y bubblewrap slirp4netns"; \
 	fi
 
-run: $(STAMP)
+run: setup
 	$(BIN)/shoal migrate
 	$(BIN)/shoal serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -92,7 +92,7 @@ async def _one(s: stack.Stack, subscribers: int, deltas: int) -> Burst:
 
 
 async def run(quick: bool = False) -> Report:
-    deltas = 500 if quick else 2000
+    deltas = 300 if quick else 1000
     report = Report(
         parameters={
             "subscribers": list(SUBSCRIBERS),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -45,6 +46,16 @@ BROKER_URLS = (
 
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _route_uvicorn_logs() -> None:
+    """The fake server's uvicorn installs its default logging config (stderr handlers on the
+    ``uvicorn.*`` loggers, shared with the app's server); send those records to the root
+    logger (the benchmark's log file) instead of over the progress bars."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 class Unavailable(Exception):
@@ -141,6 +152,8 @@ class Stack:
         async with self.stream(run_id) as response:
             if response.status_code == 204:
                 return str((await self.http.get(f"/api/agent-run/{run_id}")).json()["status"])
+            if response.status_code != 200:
+                return f"stream answered {response.status_code}"
             async for chunk in response.aiter_raw():
                 tail = (tail + chunk)[-2048:]
         marker = tail.rfind(b"event: run_status\ndata: ")
@@ -174,6 +187,7 @@ async def embedded(*, max_connections: int = 200, **settings: Any) -> AsyncItera
 
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
         async with FakeLLMServer() as fake:
+            _route_uvicorn_logs()
             config = Settings(
                 data_dir=Path(tmp) / "data",
                 database_url=f"sqlite:///{tmp}/shoal.db",
@@ -293,6 +307,7 @@ async def services(*, max_connections: int = 200, **settings: Any) -> AsyncItera
         await asyncio.to_thread(upgrade, database_url)
         with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
             async with FakeLLMServer() as fake:
+                _route_uvicorn_logs()
                 env = {
                     **os.environ,
                     "SHOAL_DATA_DIR": f"{tmp}/worker",

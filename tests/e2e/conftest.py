@@ -126,7 +126,8 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
 
 @pytest.fixture(scope="module")
 def fake_llm() -> Iterator[RoutedLLM]:
-    server = RoutedLLM().start()
+    server = RoutedLLM()
+    server.start()
     try:
         yield server
     finally:

@@ -63,7 +63,9 @@ _NOISE = re.compile(
     r'"event": "(Pika version|Socket connected|Streaming transport|AMQP|Connection workflow|'
     r"Created (channel|new queue)|Closing (channel|connection|transport)|Received <Channel|"
     r"Aborting transport|_AsyncTransportBase|Deactivating transport|Stack terminated|"
-    r"User-initiated close|TCP Connection attempt|protocol.eof|Transport indicated)"
+    r"User-initiated close|TCP Connection attempt|protocol.eof|Transport indicated|"
+    r"Socket failed to connect|Socket EOF|Error in _create_connection|connection_lost|"
+    r"Unexpected connection close|BlockingConnection.close)"
 )
 
 
@@ -255,7 +257,7 @@ class TcpProxy:
             up_writer.transport.abort()
             return
         pair = (writer.transport, up_writer.transport)
-        self._transports.update(pair)  # type: ignore[arg-type]
+        self._transports.update(pair)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -271,7 +273,7 @@ class TcpProxy:
             await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         finally:
             for transport in pair:
-                self._transports.discard(transport)  # type: ignore[arg-type]
+                self._transports.discard(transport)
 
 
 def _connect(url: str) -> Any:
@@ -520,11 +522,9 @@ class Cluster:
 
     def check_alive(self) -> None:
         for proc in self.procs:
-            exited = proc.popen is not None and proc.popen.poll() is not None
-            if exited and proc.name not in self._expected_dead:
-                raise RuntimeError(
-                    f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}"
-                )
+            code = None if proc.popen is None else proc.popen.poll()
+            if code is not None and proc.name not in self._expected_dead:
+                raise RuntimeError(f"{proc.name} exited with {code}:\n{proc.tail()}")
 
     def expect_dead(self, proc: Proc) -> None:
         self._expected_dead.add(proc.name)

@@ -45,7 +45,7 @@ class PromptModel(ScriptedChatModel):
         self.cancelled = asyncio.Event()
         self.stalled = asyncio.Event()
 
-    async def wait_stalled(self, timeout: float = 5.0) -> None:
+    async def wait_stalled(self, timeout: float = 30.0) -> None:
         """Until a ``stall`` answer has sent its first delta (the run is inside the model)."""
         await asyncio.wait_for(self.stalled.wait(), timeout)
 
@@ -127,7 +127,7 @@ async def wait_run(
     run_id: str,
     statuses: tuple[str, ...] = TERMINAL,
     *,
-    timeout: float = 5.0,
+    timeout: float = 30.0,  # generous: only a failing test waits this long on a noisy machine
 ) -> dict[str, Any]:
     """Poll the run until its status is one of ``statuses``; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()

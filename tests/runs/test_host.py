@@ -50,7 +50,7 @@ async def test_a_restarted_server_fails_the_runs_its_last_life_left_running(
     host = RunHost.create(later, app.state.session_factory, execute=True, chat_model=PromptModel())
     await host.start()
     try:
-        run = await wait_run(client, user, run_id, timeout=3.0)
+        run = await wait_run(client, user, run_id, timeout=20.0)
     finally:
         await host.stop(drain_timeout=0)
     assert run["status"] == "failed"
@@ -68,7 +68,7 @@ async def test_drain_fails_unfinished_runs_as_worker_shutdown(
     run_id = await start_run(client, user, thread_id, "stall")
     await chat_model.wait_stalled()
     await app.state.run_host.stop(drain_timeout=0.2)  # SIGTERM with a short drain
-    run = await wait_run(client, user, run_id, timeout=3.0)
+    run = await wait_run(client, user, run_id, timeout=20.0)
     assert run["status"] == "failed"
     assert run["error"]["code"] == "worker_shutdown"
     assert chat_model.cancelled.is_set()

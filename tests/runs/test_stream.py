@@ -107,10 +107,10 @@ async def test_a_quiet_stream_gets_pings_and_ends_at_stop(
     async with http.stream("GET", _stream_url(run_id), headers=user.headers) as response:
         reader = StreamReader(response)
         await reader.until(lambda e: e.data["type"] == "text_delta")
-        await reader.wait_comment("ping", timeout=2.0)
+        await reader.wait_comment("ping", timeout=10.0)
         stop = await client.post(f"/api/agent-run/{run_id}/stop", headers=user.headers)
         assert stop.status_code == 202
-        rest = await reader.rest(timeout=5.0)
+        rest = await reader.rest(timeout=20.0)
     assert is_terminal(rest[-1]) and rest[-1].data["data"]["status"] == "stopped"
 
 

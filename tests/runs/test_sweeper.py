@@ -77,7 +77,7 @@ async def test_lapsed_lease_fails_the_run_as_worker_lost(
     stream = asyncio.create_task(
         client.get(f"/api/agent-run/{run_id}/stream", headers=user.headers)
     )
-    run = await wait_run(client, user, str(run_id), timeout=5.0)
+    run = await wait_run(client, user, str(run_id), timeout=20.0)
     assert run["status"] == "failed", run
     assert run["error"]["code"] == "worker_lost"
     assert run["completed_at"] is not None
@@ -118,7 +118,7 @@ async def test_a_lost_wakeup_is_sent_again(
     thread_id, project_id = await new_thread(client, user)
     long_ago = utcnow().replace(year=2000)
     run_id = await _queued_run_without_wakeup(app, user, thread_id, project_id, woken_at=long_ago)
-    run = await wait_run(client, user, str(run_id), timeout=5.0)
+    run = await wait_run(client, user, str(run_id), timeout=20.0)
     assert run["status"] == "completed", run
 
 
@@ -134,7 +134,7 @@ async def test_a_run_queued_too_long_fails_with_queue_timeout(
         "status"
     ] == "queued"
 
-    run = await wait_run(client, user, behind, timeout=5.0)
+    run = await wait_run(client, user, behind, timeout=20.0)
     assert run["status"] == "failed", run
     assert run["error"]["code"] == "queue_timeout"
     assert run["started_at"] is None

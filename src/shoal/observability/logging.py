@@ -64,6 +64,6 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "LiteLLM", "litellm", "httpx"):
+    for noisy in ("uvicorn.access", "LiteLLM", "litellm", "httpx", "pika", "dramatiq"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True

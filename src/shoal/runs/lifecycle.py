@@ -69,11 +69,15 @@ async def finish(
     await write_events(
         session, runtime, run, [("run_status", status_data(run))], first_seq=first_seq
     )
-    nxt = await repo.next_queued(run.project_id)
     wake: list[uuid.UUID] = []
-    if nxt is not None:
-        await repo.mark_woken([nxt.id])
-        wake.append(nxt.id)
+    candidates = [await repo.next_queued(run.project_id)]
+    if runtime.settings.concurrency_overflow == "queue":
+        # A slot of the account's cap is free: its oldest waiting run elsewhere may go.
+        candidates.append(await repo.next_queued_of_account(run.account_id))
+    for nxt in candidates:
+        if nxt is not None and nxt.id not in wake and nxt.id != run.id:
+            wake.append(nxt.id)
+    await repo.mark_woken(wake)
     runtime.after_commit_wake(session, wake)
 
     async def _expire() -> None:

@@ -125,6 +125,30 @@ class RunRepository(RepositoryBase):
         )
         return int(result.scalar_one())
 
+    async def count_running_for_account(self, account_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            select(func.count())
+            .select_from(AgentRun)
+            .where(AgentRun.account_id == account_id, AgentRun.status == "running")
+        )
+        return int(result.scalar_one())
+
+    async def next_queued_of_account(self, account_id: uuid.UUID) -> AgentRun | None:
+        """The account's oldest queued run in a project with nothing running."""
+        running = select(AgentRun.project_id).where(AgentRun.status == "running")
+        result = await self.session.execute(
+            select(AgentRun)
+            .where(
+                AgentRun.account_id == account_id,
+                AgentRun.status == "queued",
+                AgentRun.stop_requested_at.is_(None),
+                AgentRun.project_id.not_in(running),
+            )
+            .order_by(AgentRun.created_at, AgentRun.id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
     async def runs_of_thread(self, thread_id: uuid.UUID) -> Sequence[AgentRun]:
         """All runs of a thread, oldest first (the thread stream's order)."""
         result = await self.session.execute(

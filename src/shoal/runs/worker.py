@@ -17,7 +17,9 @@ import uuid
 from typing import Literal
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from shoal.billing import service as billing
 from shoal.db.session import unit_of_work
 from shoal.llm.base import ChatModel
 from shoal.llm.types import LLMError
@@ -73,6 +75,10 @@ class RunWorker:
     async def _claim(self, run_id: uuid.UUID) -> tuple[RunSnapshot, RunEventLog] | None:
         settings = self.runtime.settings
         async with unit_of_work(self.runtime.session_factory) as session:
+            if settings.concurrency_overflow == "queue" and await self._account_full(
+                session, run_id
+            ):
+                return None  # stays queued; the account's next terminal write wakes it
             run = await RunRepository(session).claim(
                 run_id, worker_id=self.worker_id, lease_seconds=settings.run_lease_seconds
             )
@@ -99,6 +105,18 @@ class RunWorker:
                 first_seq=seq,
             )
         return snapshot, events
+
+    async def _account_full(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
+        """With ``SHOAL_CONCURRENCY_OVERFLOW=queue``: is the run's account at its cap of running
+        runs? (A soft check: two workers may both pass it at the same instant.)"""
+        repo = RunRepository(session)
+        run = await repo.get(run_id)
+        if run is None or run.status != "queued":
+            return False
+        settings = self.runtime.settings
+        cap = await billing.concurrency_cap(session, run.account_id, settings=settings)
+        limit = cap if cap is not None else settings.max_active_runs_per_account
+        return await repo.count_running_for_account(run.account_id) >= limit
 
     async def _run(self, run_id: uuid.UUID) -> None:
         claimed = await self._claim(run_id)

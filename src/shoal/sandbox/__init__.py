@@ -73,15 +73,14 @@ def local_limits(settings: Settings) -> LocalLimits:
 
 def build_provider(settings: Settings) -> SandboxProvider:
     """The configured provider. Nothing is started until a sandbox is."""
-    kwargs = {
-        "limits": local_limits(settings),
-        "uid_base": settings.sandbox_uid_base,
-        "uid_count": settings.sandbox_uid_count,
-    }
-    if settings.sandbox_provider == "local":
-        return LocalProvider(settings.data_dir, **kwargs)  # type: ignore[arg-type]
-    if settings.sandbox_provider == "unsafe-local":
-        return UnsafeLocalProvider(settings.data_dir, **kwargs)
+    if settings.sandbox_provider in ("local", "unsafe-local"):
+        cls = LocalProvider if settings.sandbox_provider == "local" else UnsafeLocalProvider
+        return cls(
+            settings.data_dir,
+            limits=local_limits(settings),
+            uid_base=settings.sandbox_uid_base,
+            uid_count=settings.sandbox_uid_count,
+        )
     raise SandboxUnavailable(
         "SHOAL_SANDBOX_PROVIDER=daytona: the Daytona provider is not part of this build yet."
     )

@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 SESSION_BUFFER = 1 << 20
+REQUEST_LIMIT = 16 << 20  # a command may carry a whole file in a heredoc
 MAX_SESSIONS = 64
 DETACH_AFTER = 1.0  # seconds to keep reading pipes held open by a command's background children
 WORKSPACE = "/workspace"
@@ -104,15 +105,18 @@ class Agent:
             argv += [str(cpu_seconds), self.shell, command]
         else:
             argv = [self.shell, "-c", command]
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if merge else asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT if merge else asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:  # e.g. EAGAIN: the sandbox is out of processes
+            raise Failure("spawn_failed", f"cannot start the command: {exc}") from None
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class Agent:
             elif op == "connect":
                 await self.connect(int(request["port"]), reader, writer)
             else:
-                await send(writer, {"ok": True, **self.sessions_op(op, request)})
+                await send(writer, {"ok": True, **(await self.sessions_op(op, request))})
         except Failure as failure:
             await send(writer, {"ok": False, "error": failure.code, "message": failure.message})
         except (ValueError, KeyError, TypeError) as exc:
@@ -179,7 +183,7 @@ class Agent:
         await asyncio.gather(splice(reader, up_writer), splice(up_reader, writer))
         up_writer.close()
 
-    def sessions_op(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def sessions_op(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         if op == "ping":
             return {"pid": os.getpid()}
         if op == "session_list":
@@ -193,7 +197,7 @@ class Agent:
         if op == "session_read":
             return {"session": session.info(), **session.output()}
         if op == "session_kill":
-            session.kill()
+            await session.kill()
             return {"session": session.info()}
         raise Failure("bad_request", f"unknown op {op!r}")
 
@@ -219,7 +223,7 @@ class Session:
         self.buffer = bytearray()
         self.dropped = 0
         self.exit_code: int | None = None
-        self.pid: int | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.task: asyncio.Future[None] | None = None
 
     @property
@@ -245,7 +249,7 @@ class Session:
             self.buffer += f"failed to start: {exc}\n".encode()
             self.exit_code = 127
             return
-        self.pid = proc.pid
+        self.proc = proc
         assert proc.stdout is not None
         while chunk := await proc.stdout.read(65536):
             self.buffer += chunk
@@ -256,9 +260,14 @@ class Session:
         code = await proc.wait()
         self.exit_code = code if code >= 0 else 128 - code
 
-    def kill(self) -> None:
-        if self.pid is not None and self.running:
-            kill_tree(self.pid)
+    async def kill(self) -> None:
+        """Kill the session's process tree and wait (briefly) for it to be gone."""
+        if self.proc is None or not self.running:
+            return
+        kill_tree(self.proc.pid)
+        with contextlib.suppress(asyncio.TimeoutError):
+            code = await asyncio.wait_for(self.proc.wait(), timeout=5)
+            self.exit_code = code if code >= 0 else 128 - code
 
 
 async def send(writer: asyncio.StreamWriter, frame: dict[str, Any]) -> None:
@@ -313,7 +322,7 @@ async def serve(args: argparse.Namespace) -> None:
     agent = Agent(args.workspace, args.shell)
     listener = socket.socket(fileno=args.listen_fd)
     listener.setblocking(False)
-    server = await asyncio.start_unix_server(agent.handle, sock=listener)
+    server = await asyncio.start_unix_server(agent.handle, sock=listener, limit=REQUEST_LIMIT)
     async with server:
         await server.serve_forever()
 
@@ -321,6 +330,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listen-fd", type=int, required=True)
+    parser.add_argument("--sandbox-id", help="marks this sandbox's processes for the host")
     parser.add_argument("--workspace", default=WORKSPACE)
     parser.add_argument("--shell", default="/bin/bash")
     parser.add_argument("--nproc", type=int)

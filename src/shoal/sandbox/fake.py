@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import posixpath
 import re
-import shlex
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -51,6 +50,7 @@ from shoal.sandbox.base import (
     SessionOutput,
     check_sandbox_id,
 )
+from shoal.sandbox.fake_shell import mini_shell
 from shoal.sandbox.paths import follow_symlink, sandbox_path, workspace_parts
 
 PortHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
@@ -76,6 +76,7 @@ class ScriptContext:
     cwd: str
     env: dict[str, str]
     emit: OutputCallback
+    ports: list[int] = field(default_factory=list)
 
     async def read(self, path: str) -> bytes:
         return await self.sandbox.read_file(self.sandbox_id, self._abs(path))
@@ -84,7 +85,9 @@ class ScriptContext:
         await self.sandbox.write_file(self.sandbox_id, self._abs(path), data)
 
     def listen(self, port: int, handler: PortHandler) -> None:
+        """Serve ``port`` until the command ends (like a real server process would)."""
         self.sandbox._box(self.sandbox_id).ports[port] = handler
+        self.ports.append(port)
 
     def _abs(self, path: str) -> str:
         return path if path.startswith("/") else posixpath.join(self.cwd, path)
@@ -151,7 +154,16 @@ class ScriptedSandbox:
         for pattern, script in self._scripts:
             if (pattern == command) if isinstance(pattern, str) else pattern.fullmatch(command):
                 return script
-        return _mini_shell
+        return mini_shell
+
+    async def _call(self, ctx: ScriptContext) -> int:
+        try:
+            return await self._script_for(ctx.command)(ctx) or 0
+        finally:
+            box = self._boxes.get(ctx.sandbox_id)
+            if box is not None:
+                for port in ctx.ports:
+                    box.ports.pop(port, None)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -238,7 +250,7 @@ class ScriptedSandbox:
         self.calls.append(ExecCall(sandbox_id, command, cwd, dict(ctx.env)))
         started, timed_out, code = time.monotonic(), False, 0
         try:
-            code = await asyncio.wait_for(self._script_for(command)(ctx), timeout) or 0
+            code = await asyncio.wait_for(self._call(ctx), timeout)
         except TimeoutError:
             timed_out, code = True, TIMEOUT_EXIT_CODE
         return ExecResult(
@@ -268,9 +280,8 @@ class ScriptedSandbox:
         self.calls.append(ExecCall(sandbox_id, command, cwd, dict(ctx.env), session=name))
 
         async def run() -> int | None:
-            code = await self._script_for(command)(ctx) or 0
-            session.exit_code = code
-            return code
+            session.exit_code = await self._call(ctx)
+            return session.exit_code
 
         session.task = asyncio.create_task(run())
         box.sessions[name] = session
@@ -330,9 +341,10 @@ class ScriptedSandbox:
         base = self._resolve(box, path)
         if base and base not in box.dirs:
             raise FileNotFoundInSandbox(sandbox_path(base))
-        names = {p[len(base)] for p in [*box.files, *box.dirs] if p[: len(base)] == base}
-        names |= {p[len(base)] for p in box.links if p[: len(base)] == base}
-        entries = [self._entry(box, (*base, name)) for name in names if (*base, name) != base]
+        depth = len(base)
+        every = [*box.files, *box.dirs, *box.links]
+        names = {p[depth] for p in every if len(p) > depth and p[:depth] == base}
+        entries = [self._entry(box, (*base, name)) for name in names]
         return sorted(entries, key=lambda e: (not e.is_dir, e.name))
 
     def _entry(self, box: _Box, parts: tuple[str, ...]) -> FileEntry:
@@ -384,52 +396,3 @@ def _info(session: _Session) -> SessionInfo:
     running = session.exit_code is None and session.task is not None and not session.task.done()
     code = session.exit_code if not running else None
     return SessionInfo(session.name, session.command, running, code)
-
-
-async def _mini_shell(ctx: ScriptContext) -> int:
-    """Just enough shell for tests that need no script: see the module docstring."""
-    code = 0
-    for raw in ctx.command.split(";"):
-        words = [_expand(w, ctx.env) for w in shlex.split(raw)]
-        to_err = words[-1:] == [">&2"]
-        words = words[:-1] if to_err else words
-        if not words:
-            continue
-        name, args = words[0], words[1:]
-        stream = "stderr" if to_err else "stdout"
-        if name == "echo":
-            await ctx.emit(stream, " ".join(args) + "\n")
-        elif name == "printf":
-            await ctx.emit(stream, (args[0] if args else "").replace("\\n", "\n"))
-        elif name == "exit":
-            return int(args[0]) if args else code
-        elif name == "sleep":
-            await asyncio.sleep(float(args[0]))
-        elif name in ("true", "false"):
-            code = 0 if name == "true" else 1
-            continue
-        elif name == "pwd":
-            await ctx.emit(stream, ctx.cwd + "\n")
-        elif name == "cat":
-            code = await _cat(ctx, args)
-            continue
-        else:
-            await ctx.emit("stderr", f"fake sandbox: {name}: command not found\n")
-            code = 127
-            continue
-        code = 0
-    return code
-
-
-async def _cat(ctx: ScriptContext, paths: list[str]) -> int:
-    for path in paths:
-        try:
-            await ctx.emit("stdout", (await ctx.read(path)).decode("utf-8", "replace"))
-        except (FileNotFoundInSandbox, BadRequest):
-            await ctx.emit("stderr", f"cat: {path}: No such file or directory\n")
-            return 1
-    return 0
-
-
-def _expand(word: str, env: Mapping[str, str]) -> str:
-    return re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), ""), word)

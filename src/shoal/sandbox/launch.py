@@ -48,17 +48,36 @@ class Instance:
 
     process: asyncio.subprocess.Process
     child_pid: int
+    sync_fd: int = -1  # EOF when the sandbox is gone: slirp4netns's --exit-fd
     slirp: asyncio.subprocess.Process | None = None
 
+    async def attach_network(self, uid: int | None, record: Path) -> None:
+        """Give the (fully set up) sandbox network ``open``. Only after bubblewrap has finished
+        configuring the namespace's loopback: slirp4netns configuring it at the same time
+        makes bubblewrap's netlink requests fail."""
+        self.slirp = await network.attach(self.child_pid, exit_fd=self.sync_fd, uid=uid)
+        self.release_sync_fd()
+        await asyncio.to_thread(_record, record, self)
+
+    def release_sync_fd(self) -> None:
+        if self.sync_fd >= 0:
+            os.close(self.sync_fd)
+            self.sync_fd = -1
+
     async def close(self) -> None:
+        self.release_sync_fd()
         for proc in (self.process, self.slirp):
             if proc is None:
                 continue
-            if proc.returncode is None:
+            # Both end by themselves once the sandbox is dead (slirp4netns on its exit fd).
+            # Killing first would race asyncio's child watcher for the exit status.
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=2)
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), timeout=5)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), timeout=5)
 
 
 async def launch(
@@ -84,7 +103,7 @@ async def launch(
     )
     proc: asyncio.subprocess.Process | None = None
     try:
-        agent_args = _agent_args(listener.fileno(), limits, per_uid=uid is not None)
+        agent_args = _agent_args(sandbox_id, listener.fileno(), limits, per_uid=uid is not None)
         info_r, info_w = os.pipe()
         sync_r, sync_w = os.pipe()
         closing += [info_r, info_w, sync_r, sync_w]
@@ -133,7 +152,8 @@ async def launch(
             child_pid = int(str(info["child-pid"]))
         instance = Instance(proc, child_pid)
         if isolation and network == "open":
-            instance.slirp = await _attach(child_pid, sync_r, uid)
+            closing.remove(sync_r)
+            instance.sync_fd = sync_r
         await asyncio.to_thread(_record, run_dir / "instance.json", instance)
         return instance
     except BaseException:
@@ -150,12 +170,10 @@ async def launch(
                 os.close(fd)
 
 
-async def _attach(child_pid: int, sync_r: int, uid: int | None) -> asyncio.subprocess.Process:
-    return await network.attach(child_pid, exit_fd=sync_r, uid=uid)
-
-
-def _agent_args(listen_fd: int, limits: LocalLimits, *, per_uid: bool) -> list[str]:
-    args = ["--listen-fd", str(listen_fd), "--workspace", WORKSPACE]
+def _agent_args(
+    sandbox_id: str, listen_fd: int, limits: LocalLimits, *, per_uid: bool
+) -> list[str]:
+    args = ["--sandbox-id", sandbox_id, "--listen-fd", str(listen_fd), "--workspace", WORKSPACE]
     args += ["--address-space", str(limits.address_space_mb * 2**20)]
     args += ["--file-size", str(limits.file_mb * 2**20)]
     if per_uid:  # RLIMIT_NPROC counts per uid: only meaningful when the uid is the sandbox's

@@ -7,9 +7,10 @@ to the agent as an inherited fd — ``agent.log`` and ``instance.json``.
 
 Start: the sandbox's cgroup is made, ``sh`` is spawned as the sandbox uid and waits on stdin
 until its pid is in the cgroup, then execs ``bwrap`` → the exec agent (:mod:`.agent`); with
-network ``open`` slirp4netns is attached before anything runs. Stop: SIGKILL the sandbox's pid 1
-(the kernel then kills its whole pid namespace), empty the cgroup, and — as root, where every
-sandbox has its own uid — ``kill(-1)`` as that uid until no process of it is left on the host.
+network ``open`` slirp4netns is attached once the agent answers, before ``start`` returns (so
+before any command runs). Stop: SIGKILL the sandbox's processes (pid 1 first: the kernel then
+kills its whole pid namespace), empty the cgroup, and — as root, where every sandbox has its own
+uid — ``kill(-1)`` as that uid until no process of it is left on the host.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import stat
 import time
 from collections.abc import Mapping
@@ -51,11 +51,16 @@ from shoal.sandbox.bwrap import bwrap_features, check_bubblewrap
 from shoal.sandbox.client import AgentClient, listen
 from shoal.sandbox.launch import Instance, LocalLimits, launch
 from shoal.sandbox.paths import WorkspaceFS
-from shoal.sandbox.uids import UidAllocator, processes_of
+from shoal.sandbox.procs import kill_sandbox, recorded_pids
+from shoal.sandbox.uids import UidAllocator
 from shoal.sandbox.workspace import WorkspaceStore
 
 log = structlog.get_logger(__name__)
 _AGENT_SOURCE = Path(__file__).with_name("agent.py")
+_UNSAFE = (
+    "SHOAL_SANDBOX_PROVIDER=unsafe-local: commands run WITHOUT any isolation, with this "
+    "host's network and files (network 'none' is not enforced)"
+)
 
 
 class LocalProvider:
@@ -172,12 +177,18 @@ class LocalProvider:
             if await self._client(sandbox_id).ping():
                 return self._info(meta, SandboxState.STARTED)
             uid = await self._uid(sandbox_id)
+            if not self.isolation:
+                log.warning("sandbox.unsafe_local_start", sandbox_id=sandbox_id, detail=_UNSAFE)
             await self._kill_everything(sandbox_id, uid)
             fs = await self._fs(sandbox_id)
             instance = await self._launch(sandbox_id, meta, uid, fs.root)
             self._instances[sandbox_id] = instance
             try:
                 await self._wait_ready(sandbox_id, instance)
+                if self.isolation and meta.get("network") == "open":
+                    record = self._dir(sandbox_id) / "run" / "instance.json"
+                    await instance.attach_network(uid, record)
+                instance.release_sync_fd()
             except BaseException:
                 await self._kill_everything(sandbox_id, uid)
                 raise
@@ -189,7 +200,7 @@ class LocalProvider:
         if self.isolation and uid not in self._checked:
             await check_bubblewrap(uid)
             self._checked.add(uid)
-        if self.isolation and uid is not None:
+        if uid is not None:
             await asyncio.to_thread(_check_searchable, workspace)
         run = self._dir(sandbox_id) / "run"
         listener = await asyncio.to_thread(listen, run / "agent.sock")
@@ -229,16 +240,10 @@ class LocalProvider:
         """Kill the instance and every process of the sandbox; wait until none is left."""
         instance = self._instances.pop(sandbox_id, None)
         run = self._dir(sandbox_id) / "run"
-        pids = [instance.child_pid, instance.process.pid] if instance else []
-        pids += await asyncio.to_thread(_recorded_pids, run / "instance.json", uid)
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        recorded = [instance.child_pid, instance.process.pid] if instance else []
+        recorded += await asyncio.to_thread(recorded_pids, run / "instance.json")
         group = await asyncio.to_thread(cgroups.existing_cgroup, f"sbx-{sandbox_id}")
-        if group is not None:
-            await asyncio.to_thread(group.kill)
-        if uid is not None:
-            await _sweep_uid(uid)
+        await kill_sandbox(sandbox_id, recorded, uid=uid, group=group)
         if instance is not None:
             await instance.close()
         if group is not None:
@@ -258,8 +263,10 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         for sandbox_id in list(self._instances):
-            with contextlib.suppress(Exception):
+            try:
                 await self.stop(sandbox_id)
+            except Exception:
+                log.exception("sandbox.stop_failed", sandbox_id=sandbox_id)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -332,11 +339,7 @@ class UnsafeLocalProvider(LocalProvider):
     def __init__(self, data_dir: Path, **kwargs: Any) -> None:
         kwargs["isolation"] = False
         super().__init__(data_dir, **kwargs)
-        log.warning(
-            "sandbox.unsafe_local",
-            detail="SHOAL_SANDBOX_PROVIDER=unsafe-local: commands run WITHOUT any isolation, "
-            "with full access to this host's network and files",
-        )
+        log.warning("sandbox.unsafe_local", detail=_UNSAFE)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -352,41 +355,13 @@ def _make_dirs(root: Path, directory: Path) -> None:
 
 
 def _check_searchable(workspace: Path) -> None:
-    """bubblewrap runs as the sandbox uid and must reach the workspace by path."""
+    """bubblewrap (or the bare agent) runs as the sandbox uid and must reach the workspace."""
     for path in [workspace.parent, *workspace.parent.parents]:
         if not os.stat(path).st_mode & stat.S_IXOTH:
             raise SandboxUnavailable(
                 f"Sandbox uids cannot reach {workspace}: {path} is not searchable by other "
                 f"users. Run `chmod o+x {path}` or put SHOAL_DATA_DIR elsewhere."
             )
-
-
-def _recorded_pids(path: Path, uid: int | None) -> list[int]:
-    """Pids a previous start (perhaps by another process) recorded, if still the sandbox's."""
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return []
-    pids = [int(data.get("child_pid", 0)), int(data.get("process_pid", 0))]
-    return [pid for pid in pids if pid > 1 and (uid is None or pid in processes_of(uid))]
-
-
-async def _sweep_uid(uid: int, patience: float = 5.0) -> None:
-    """``kill(-1, SIGKILL)`` as ``uid`` until the host has no live process of that uid."""
-    deadline = time.monotonic() + patience
-    while await asyncio.to_thread(processes_of, uid):
-        if time.monotonic() > deadline:
-            log.error("sandbox.processes_survived", uid=uid)
-            raise SandboxError(f"Processes of sandbox uid {uid} survived stop.")
-        proc = await asyncio.create_subprocess_exec(
-            "/usr/bin/python3", "-I", "-S", "-c",
-            "import os, signal; os.kill(-1, signal.SIGKILL)",
-            user=uid, group=uid, extra_groups=[],
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        await proc.wait()
-        await asyncio.sleep(0.02)
 
 
 def _tail(path: Path, limit: int = 2000) -> str:

@@ -20,6 +20,7 @@ what opening the device needs.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import stat
@@ -33,6 +34,7 @@ BLOCKED_V4 = (
     "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 )  # fmt: skip
 SLIRP_HINT = "apt-get install -y slirp4netns"
+_NS_GET_USERNS = 0xB701  # ioctl_ns(2)
 
 
 def tun_usable_by_others() -> bool:
@@ -56,16 +58,37 @@ async def attach(child_pid: int, *, exit_fd: int, uid: int | None) -> asyncio.su
     """Start slirp4netns for the sandbox whose pid-1 is ``child_pid``, then block private
     ranges; returns the slirp4netns process (it exits when ``exit_fd`` reaches EOF)."""
     check_network_tools()
+    userns_fd = _owning_userns(child_pid)
+    try:
+        proc = await _slirp(child_pid, userns_fd, exit_fd, uid)
+        await _block_private_ranges(child_pid, userns_fd)
+    finally:
+        os.close(userns_fd)
+    return proc
+
+
+def _owning_userns(child_pid: int) -> int:
+    """An fd of the user namespace that owns the sandbox's netns. (bubblewrap's
+    ``--disable-userns`` leaves the sandbox itself in a nested one, without rights there.)"""
+    net_fd = os.open(f"/proc/{child_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return int(fcntl.ioctl(net_fd, _NS_GET_USERNS))
+    finally:
+        os.close(net_fd)
+
+
+async def _slirp(
+    child_pid: int, userns_fd: int, exit_fd: int, uid: int | None
+) -> asyncio.subprocess.Process:
     ready_r, ready_w = os.pipe()
     run_as = uid if uid is not None and os.geteuid() == 0 and tun_usable_by_others() else None
     try:
         proc = await asyncio.create_subprocess_exec(
             "slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
-            "--enable-sandbox", "--enable-seccomp",
-            f"--userns-path=/proc/{child_pid}/ns/user",
+            "--enable-sandbox", "--enable-seccomp", f"--userns-path=/proc/self/fd/{userns_fd}",
             f"--ready-fd={ready_w}", f"--exit-fd={exit_fd}", str(child_pid), "tap0",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, pass_fds=(ready_w, exit_fd),
+            stderr=asyncio.subprocess.PIPE, pass_fds=(ready_w, exit_fd, userns_fd),
             user=run_as, group=run_as, extra_groups=None if run_as is None else [],
         )  # fmt: skip
     except BaseException:
@@ -75,22 +98,25 @@ async def attach(child_pid: int, *, exit_fd: int, uid: int | None) -> asyncio.su
         os.close(ready_w)
     ready = await read_pipe(ready_r, complete=bool, seconds=10)
     if ready != b"1":
-        proc.kill()
+        if proc.returncode is None:
+            proc.kill()
         _, err = await proc.communicate()
         detail = (err or b"").decode(errors="replace").strip()
+        if "/dev/net/tun" in detail:
+            detail += " (shoal's user must be able to open /dev/net/tun: `chmod 0666 /dev/net/tun`)"
         raise SandboxError(f"slirp4netns failed to attach the network: {detail}")
-    await _block_private_ranges(child_pid)
     return proc
 
 
-async def _block_private_ranges(child_pid: int) -> None:
+async def _block_private_ranges(child_pid: int, userns_fd: int) -> None:
     script = "".join(f"route add prohibit {net}\n" for net in BLOCKED_V4)
     # Root may enter the netns directly; anyone else through the user namespace owning it.
-    userns = [] if os.geteuid() == 0 else ["--user", "--preserve-credentials"]
+    userns = [] if os.geteuid() == 0 else [f"--user=/proc/self/fd/{userns_fd}"]
     proc = await asyncio.create_subprocess_exec(
-        "nsenter", f"--target={child_pid}", *userns, "--net", "ip", "-batch", "-",
+        "nsenter", f"--net=/proc/{child_pid}/ns/net", *userns, "--preserve-credentials",
+        "ip", "-batch", "-",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, pass_fds=(userns_fd,),
     )  # fmt: skip
     _, err = await proc.communicate(script.encode())
     if proc.returncode != 0:

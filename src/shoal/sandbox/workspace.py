@@ -14,8 +14,11 @@ provider are refused once usage would pass it, and usage is measured after every
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
@@ -57,10 +60,18 @@ class WorkspaceStore:
         if not self.images:
             if owner is not None:
                 await asyncio.to_thread(os.chown, workspace, *owner)
-            await asyncio.to_thread(os.chmod, workspace, 0o755)
+            await asyncio.to_thread(os.chmod, workspace, 0o700)
             return workspace
         if await asyncio.to_thread(os.path.ismount, workspace):
             return workspace
+        async with _locked(sandbox_dir / ".workspace.lock"):
+            if not await asyncio.to_thread(os.path.ismount, workspace):
+                await self._mount(sandbox_dir, workspace, owner)
+        return workspace
+
+    async def _mount(
+        self, sandbox_dir: Path, workspace: Path, owner: tuple[int, int] | None
+    ) -> None:
         image = sandbox_dir / "workspace.ext4"
         fresh = not await asyncio.to_thread(image.exists)
         if fresh:
@@ -78,7 +89,7 @@ class WorkspaceStore:
         )
         if fresh:
             await asyncio.to_thread(os.rmdir, workspace / "lost+found")
-        return workspace
+        await asyncio.to_thread(os.chmod, workspace, 0o700)
 
     async def _make_image(self, image: Path, owner: tuple[int, int] | None) -> None:
         temp = image.with_suffix(".new")
@@ -108,6 +119,17 @@ class WorkspaceStore:
         except SandboxError:
             log.warning("sandbox.workspace_busy", path=str(workspace))
             await _run("umount", "-l", str(workspace))
+
+
+@contextlib.asynccontextmanager
+async def _locked(path: Path) -> AsyncIterator[None]:
+    """An exclusive ``flock`` on ``path``: one mount per workspace, across shoal processes."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _sparse_file(path: Path, size: int) -> None:
