@@ -28,6 +28,10 @@ run: setup
 	$(BIN)/shoal migrate
 	$(BIN)/shoal serve --host 127.0.0.1 --port 8000
 
+# Two workers (the machines have 2 cores); a file's tests stay on one worker, so the e2e cluster
+# and its RabbitMQ consumers never run twice at once.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
