@@ -30,19 +30,13 @@ from sqlalchemy.orm import InstrumentedAttribute
 from shoal.accounts.repository import member_account_ids
 from shoal.auth.principal import Principal
 from shoal.db.models import Agent, AgentRun, Message, Project, RunEvent, Thread
-from shoal.db.repository import RepositoryBase
+from shoal.db.repository import Page, RepositoryBase
 from shoal.errors import NotFound
 from shoal.kit.ids import new_id
 from shoal.kit.pagination import SeqCursor, TimeCursor
 from shoal.kit.time import utcnow
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: Sequence[T]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)

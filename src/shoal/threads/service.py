@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.auth.principal import Principal
 from shoal.db.models import Message, Project, Thread
+from shoal.db.repository import Page
 from shoal.errors import Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from shoal.kit.ids import parse_id
 from shoal.kit.pagination import SeqCursor, TimeCursor
@@ -24,7 +25,6 @@ from shoal.kit.streams import thread_event_id
 from shoal.threads.repository import (
     Loaded,
     MessageRepository,
-    Page,
     ProjectRepository,
     ThreadRepository,
 )
