@@ -70,6 +70,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
             for err in exc.errors()
         ]
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            return _error(
+                422, "The request body is not valid JSON.", "validation_error", errors=errors
+            )
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
