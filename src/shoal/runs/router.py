@@ -51,32 +51,19 @@ async def start_run(
 ) -> Any:
     """Start an agent run on the thread. The run, the prompt (as a user message) and the first
     events are stored before this answers 202; stream them from `/api/agent-run/{id}/stream`."""
-    route, body_hash = (
-        "start",
-        service.request_hash({"thread": str(thread.thread_id), **body.model_dump(mode="json")}),
+
+    async def accept() -> RunStarted:
+        run = await service.start(session, principal, runtime, thread=thread, body=body)
+        return RunStarted(agent_run_id=run.id)
+
+    return await service.accept_once(
+        session,
+        account_id=thread.account_id,
+        route="start",
+        key=idempotency_key,
+        request={"thread": str(thread.thread_id), **body.model_dump(mode="json")},
+        accept=accept,
     )
-    if idempotency_key:
-        stored = await service.remembered(
-            session,
-            account_id=thread.account_id,
-            route=route,
-            key=idempotency_key,
-            body_hash=body_hash,
-        )
-        if stored is not None:
-            return JSONResponse(stored, status_code=202)
-    run = await service.start(session, principal, runtime, thread=thread, body=body)
-    started = RunStarted(agent_run_id=run.id)
-    if idempotency_key:
-        await service.remember(
-            session,
-            account_id=thread.account_id,
-            route=route,
-            key=idempotency_key,
-            body_hash=body_hash,
-            response=started.model_dump(mode="json"),
-        )
-    return started
 
 
 @router.post(
@@ -125,30 +112,24 @@ async def initiate_run(
         raise ValidationFailed(
             f"{'.'.join(first['loc'][1:])}: {first['msg']}", errors=errors
         ) from None
-    route, body_hash = "initiate", service.request_hash(body.model_dump(mode="json"))
-    if idempotency_key:
-        stored = await service.remembered(
-            session, account_id=account_id, route=route, key=idempotency_key, body_hash=body_hash
+
+    async def accept() -> InitiateStarted:
+        thread = await thread_service.create_thread_for_prompt(
+            session, principal, account_id=account_id, prompt=prompt
         )
-        if stored is not None:
-            return JSONResponse(stored, status_code=202)
-    thread = await thread_service.create_thread_for_prompt(
-        session, principal, account_id=account_id, prompt=prompt
-    )
-    run = await service.start(session, principal, runtime, thread=thread, body=body)
-    started = InitiateStarted(
-        agent_run_id=run.id, project_id=thread.project_id, thread_id=thread.thread_id
-    )
-    if idempotency_key:
-        await service.remember(
-            session,
-            account_id=account_id,
-            route=route,
-            key=idempotency_key,
-            body_hash=body_hash,
-            response=started.model_dump(mode="json"),
+        run = await service.start(session, principal, runtime, thread=thread, body=body)
+        return InitiateStarted(
+            agent_run_id=run.id, project_id=thread.project_id, thread_id=thread.thread_id
         )
-    return started
+
+    return await service.accept_once(
+        session,
+        account_id=account_id,
+        route="initiate",
+        key=idempotency_key,
+        request=body.model_dump(mode="json"),
+        accept=accept,
+    )
 
 
 @router.get("/threads/{thread_id}/agent-runs", response_model=RunList, responses=_NOT_FOUND)

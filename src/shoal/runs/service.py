@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,6 +63,37 @@ def run_read(run: AgentRun) -> RunRead:
 def request_hash(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def accept_once(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    route: str,
+    key: str | None,
+    request: dict[str, Any],
+    accept: Callable[[], Awaitable[BaseModel]],
+) -> dict[str, Any]:
+    """Run ``accept`` once per ``Idempotency-Key``: the same key and request give the stored
+    answer again; the same key with another request is 409 ``idempotency_conflict``."""
+    body_hash = request_hash(request)
+    if key:
+        stored = await remembered(
+            session, account_id=account_id, route=route, key=key, body_hash=body_hash
+        )
+        if stored is not None:
+            return stored
+    response = (await accept()).model_dump(mode="json")
+    if key:
+        await remember(
+            session,
+            account_id=account_id,
+            route=route,
+            key=key,
+            body_hash=body_hash,
+            response=response,
+        )
+    return response
 
 
 async def remembered(
