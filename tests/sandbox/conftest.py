@@ -1,4 +1,6 @@
-"""Sandbox providers under test: the local bubblewrap one, unsafe-local and the scripted fake.
+"""Sandbox providers under test: the local bubblewrap one, unsafe-local, the scripted fake and
+Daytona (the real SDK against :class:`~shoal.sandbox.daytona_fake.FakeDaytona`, whose sandboxes
+are scripted fakes with the same scripts).
 
 Local sandboxes live in a fresh directory under /var/tmp: bubblewrap runs as each sandbox's own
 uid and must be able to reach the workspace by path (pytest's tmp_path is private to root).
@@ -11,10 +13,11 @@ import contextlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +35,10 @@ from shoal.sandbox.bwrap import check_bubblewrap
 from shoal.sandbox.fake import ScriptContext
 from tests.conftest import service_unavailable
 
+if TYPE_CHECKING:
+    from shoal.sandbox.daytona import DaytonaProvider
+    from shoal.sandbox.daytona_fake import FakeDaytona
+
 TEST_LIMITS = LocalLimits(
     cpu_seconds=60,
     cpus=1.0,
@@ -47,10 +54,28 @@ Factory = Callable[..., Coroutine[Any, Any, str]]
 
 @pytest.fixture
 def sandbox_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="shoal-sbx-", dir="/var/tmp"))
+    yield from temporary_sandbox_root()
+
+
+def temporary_sandbox_root(prefix: str = "shoal-sbx-") -> Iterator[Path]:
+    """A fresh provider root under /var/tmp (sandbox uids must traverse it), removed with
+    every workspace image still mounted under it (a test that only stopped its sandboxes
+    would otherwise leak a mount and a loop device each)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     os.chmod(root, 0o711)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield root
+    finally:
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def unmount_under(root: Path) -> None:
+    prefix = f"{root}/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 async def require_bubblewrap() -> None:
@@ -100,6 +125,14 @@ async def _curl(ctx: ScriptContext) -> int:
     return 0
 
 
+def daytona_provider(fake: FakeDaytona, **options: Any) -> DaytonaProvider:
+    from shoal.sandbox.daytona import DaytonaOptions, DaytonaProvider  # slow to import
+
+    return DaytonaProvider(
+        DaytonaOptions(api_key=fake.api_key, api_url=fake.api_url, timeout_seconds=20, **options)
+    )
+
+
 def scripted_sandbox() -> ScriptedSandbox:
     fake = ScriptedSandbox()
     fake.on(re.compile(r"python3 -m http\.server \d+"), _http_server)
@@ -112,6 +145,7 @@ def scripted_sandbox() -> ScriptedSandbox:
         pytest.param("local", marks=pytest.mark.services),
         pytest.param("unsafe-local", marks=pytest.mark.services),
         "fake",
+        "daytona",
     ]
 )
 async def provider(
@@ -121,6 +155,14 @@ async def provider(
     made: SandboxProvider
     if kind == "fake":
         made = scripted_sandbox()
+    elif kind == "daytona":
+        from shoal.sandbox.daytona_fake import FakeDaytona
+
+        async with FakeDaytona(scripted_sandbox()) as fake:
+            made = daytona_provider(fake)
+            yield made
+            await made.aclose()
+        return
     else:
         await require_bubblewrap()
         cls = LocalProvider if kind == "local" else UnsafeLocalProvider

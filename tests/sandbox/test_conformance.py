@@ -1,5 +1,5 @@
-"""One behavioural suite every sandbox provider passes (local, unsafe-local, the fake; Daytona
-later against its fake API). Commands stick to what the fake's scripts and mini shell know."""
+"""One behavioural suite every sandbox provider passes (local, unsafe-local, the fake, and Daytona
+against its fake API). Commands stick to what the fake's scripts and mini shell know."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 
+import httpx
 import pytest
 
 from shoal.errors import NotFound, PathOutsideWorkspace
@@ -140,6 +141,24 @@ async def _get_listing(provider: SandboxProvider, sandbox_id: str) -> str:
         await asyncio.sleep(0.1)
 
 
+async def _relay_get(provider: SandboxProvider, sandbox_id: str, port: int) -> tuple[int, bytes]:
+    """``GET /`` through the port relay's transport: the provider's preview link when it gives
+    one (Daytona), else a raw connection from ``open_port``."""
+    link = await provider.preview_link(sandbox_id, port)
+    if link is not None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(link.url.rstrip("/") + "/", headers=dict(link.headers))
+        return answer.status_code, answer.content
+    conn = await provider.open_port(sandbox_id, port)
+    conn.writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    await conn.writer.drain()
+    response = await asyncio.wait_for(conn.reader.read(), timeout=5)
+    await conn.aclose()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 ")
+    return int(head.split()[1]), body
+
+
 async def test_background_session_serves_the_next_command_and_the_port_relay(
     provider: SandboxProvider, make_sandbox: Factory
 ) -> None:
@@ -148,13 +167,9 @@ async def test_background_session_serves_the_next_command_and_the_port_relay(
     assert (info.name, info.running) == ("web", True)
     assert "Directory listing" in await _get_listing(provider, sandbox_id)
 
-    conn = await provider.open_port(sandbox_id, 8001)
-    conn.writer.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-    await conn.writer.drain()
-    response = await asyncio.wait_for(conn.reader.read(), timeout=5)
-    await conn.aclose()
-    assert response.startswith(b"HTTP/1.0 200")
-    assert b"Directory listing" in response
+    status, body = await _relay_get(provider, sandbox_id, 8001)
+    assert status == 200
+    assert b"Directory listing" in body
 
     output = await provider.read_session(sandbox_id, "web")
     assert output.running

@@ -1,10 +1,12 @@
 """Sandbox providers (DESIGN.md §6): the protocol, the local bubblewrap provider, the unsafe
-local one and a scripted fake for tests. Providers only — no tenants, no database.
+local one, Daytona and a scripted fake for tests. Providers only — no tenants, no database.
 
 ``build_provider(settings)`` picks the provider ``SHOAL_SANDBOX_PROVIDER`` names.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from shoal.config import Settings
 from shoal.sandbox.base import (
@@ -13,6 +15,7 @@ from shoal.sandbox.base import (
     FileEntry,
     OutputCallback,
     PortConnection,
+    PreviewLink,
     SandboxError,
     SandboxInfo,
     SandboxNotFound,
@@ -31,6 +34,9 @@ from shoal.sandbox.fake import ScriptedSandbox
 from shoal.sandbox.launch import LocalLimits
 from shoal.sandbox.local import LocalProvider, UnsafeLocalProvider
 
+if TYPE_CHECKING:
+    from shoal.sandbox.daytona import DaytonaOptions
+
 __all__ = [
     "WORKSPACE",
     "ExecResult",
@@ -39,6 +45,7 @@ __all__ = [
     "LocalProvider",
     "OutputCallback",
     "PortConnection",
+    "PreviewLink",
     "SandboxError",
     "SandboxInfo",
     "SandboxNotFound",
@@ -55,6 +62,7 @@ __all__ = [
     "UnsafeLocalProvider",
     "WorkspaceFull",
     "build_provider",
+    "daytona_options",
     "local_limits",
 ]
 
@@ -81,6 +89,19 @@ def build_provider(settings: Settings) -> SandboxProvider:
             uid_base=settings.sandbox_uid_base,
             uid_count=settings.sandbox_uid_count,
         )
-    raise SandboxUnavailable(
-        "SHOAL_SANDBOX_PROVIDER=daytona: the Daytona provider is not part of this build yet."
+    from shoal.sandbox.daytona import DaytonaProvider  # the SDK takes seconds to import
+
+    return DaytonaProvider(daytona_options(settings))
+
+
+def daytona_options(settings: Settings) -> DaytonaOptions:
+    from shoal.sandbox.daytona import DaytonaOptions
+
+    return DaytonaOptions(
+        api_key=settings.daytona_api_key,
+        api_url=settings.daytona_api_url,
+        target=settings.daytona_target,
+        snapshot=settings.daytona_snapshot,
+        image=settings.sandbox_image,
+        auto_stop_minutes=settings.sandbox_auto_stop_minutes,
     )

@@ -189,6 +189,15 @@ class PortConnection:
             await self.writer.wait_closed()
 
 
+@dataclass(frozen=True, slots=True)
+class PreviewLink:
+    """An HTTP(S) URL reaching ``localhost:port`` inside a sandbox, for providers without raw
+    TCP (Daytona). Requests must carry ``headers`` (an access token); paths append to ``url``."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 # -- the protocol ------------------------------------------------------------------------------
 
 
@@ -260,6 +269,11 @@ class SandboxProvider(Protocol):
 
     async def open_port(self, sandbox_id: str, port: int) -> PortConnection:
         """Connect to ``localhost:port`` inside the sandbox (the port relay's transport)."""
+        ...
+
+    async def preview_link(self, sandbox_id: str, port: int) -> PreviewLink | None:
+        """An HTTP link to ``port`` when the provider relays over HTTP (Daytona), else ``None``:
+        the port relay then uses :meth:`open_port`."""
         ...
 
     async def aclose(self) -> None:

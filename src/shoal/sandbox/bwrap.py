@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shoal.sandbox.base import WORKSPACE, Network, SandboxUnavailable
+from shoal.sandbox.uids import SETPRIV, as_user
 
 INSIDE_UID = 1000
 AGENT_PATH = "/opt/shoal/agent.py"
@@ -151,14 +152,13 @@ async def check_bubblewrap(user: int | None) -> None:
     if not {"--info-fd", "--sync-fd", "--clearenv"} <= features:
         raise SandboxUnavailable("bubblewrap is too old (need ≥ 0.5): upgrade it.")
     argv = ["bwrap", "--unshare-all", "--unshare-user", *_system_mounts(), "/usr/bin/true"]
+    if user is not None and not await asyncio.to_thread(os.path.exists, SETPRIV):
+        raise SandboxUnavailable(f"{SETPRIV} is missing: run `apt-get install -y util-linux`.")
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *as_user(argv, user),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        user=user,
-        group=user,
-        extra_groups=None if user is None else [],
     )
     _, err = await proc.communicate()
     if proc.returncode != 0:

@@ -38,6 +38,7 @@ from shoal.sandbox.base import (
     FileNotFoundInSandbox,
     OutputCallback,
     PortConnection,
+    PreviewLink,
     SandboxError,
     SandboxInfo,
     SandboxNotFound,
@@ -320,6 +321,9 @@ class ScriptedSandbox:
         far_reader, far_writer = await asyncio.open_connection(sock=far)
         asyncio.get_running_loop().create_task(handler(far_reader, far_writer))
         return PortConnection(reader, writer)
+
+    async def preview_link(self, sandbox_id: str, port: int) -> PreviewLink | None:
+        return None  # the relay dials the port itself (open_port)
 
     # -- files ---------------------------------------------------------------------------------
 

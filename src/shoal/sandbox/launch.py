@@ -23,6 +23,7 @@ from shoal.sandbox.bwrap import (
     etc_files,
 )
 from shoal.sandbox.pipes import read_pipe
+from shoal.sandbox.uids import as_user
 
 # Wait (as the sandbox uid) until our pid is in the cgroup, then become the real command.
 _GATE = 'read -r _ && exec "$@" </dev/null'
@@ -127,11 +128,10 @@ async def launch(
         log_fd = os.open(run_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         closing.append(log_fd)
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", _GATE, "sh", *argv,
+            *as_user(["/bin/sh", "-c", _GATE, "sh", *argv], uid),
             stdin=asyncio.subprocess.PIPE, stdout=log_fd, stderr=log_fd, cwd=cwd, env=child_env,
             pass_fds=(listener.fileno(), info_w, sync_w, *fds.values()),
-            start_new_session=True, user=uid, group=uid,
-            extra_groups=None if uid is None else [],
+            start_new_session=True,
         )  # fmt: skip
         for fd in (info_w, sync_w, *fds.values(), log_fd):
             os.close(fd)

@@ -37,6 +37,7 @@ from shoal.sandbox.base import (
     FileEntry,
     OutputCallback,
     PortConnection,
+    PreviewLink,
     SandboxError,
     SandboxInfo,
     SandboxNotFound,
@@ -311,6 +312,9 @@ class LocalProvider:
 
     async def open_port(self, sandbox_id: str, port: int) -> PortConnection:
         return await self._client(sandbox_id).connect(port)
+
+    async def preview_link(self, sandbox_id: str, port: int) -> PreviewLink | None:
+        return None  # the relay dials the port itself (open_port)
 
     # -- files ---------------------------------------------------------------------------------
 

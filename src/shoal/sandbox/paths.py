@@ -253,13 +253,17 @@ class WorkspaceFS:
             )
 
     def _replace(self, parent: int, name: str, data: bytes) -> None:
-        """Write to a temporary sibling, then rename over ``name`` (never through a link)."""
+        """Write to a temporary sibling, then rename over ``name`` (never through a link).
+        A replaced regular file keeps its permission bits (an edited script stays executable)."""
         temp = f".{name[:200]}.{uuid.uuid4().hex[:8]}.shoal-tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temp, flags, 0o644, dir_fd=parent)
+        old = _lstat(name, parent)
+        mode = stat.S_IMODE(old.st_mode) if old and stat.S_ISREG(old.st_mode) else 0o644
+        fd = os.open(temp, flags, 0o600, dir_fd=parent)
         try:
             if self.owner is not None:
                 os.fchown(fd, *self.owner)
+            os.fchmod(fd, mode & 0o7777 & ~0o6000)  # never setuid/setgid
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

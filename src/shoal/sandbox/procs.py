@@ -21,7 +21,7 @@ import structlog
 
 from shoal.sandbox.base import SandboxError
 from shoal.sandbox.cgroups import Cgroup
-from shoal.sandbox.uids import processes_of
+from shoal.sandbox.uids import as_user, processes_of
 
 log = structlog.get_logger(__name__)
 
@@ -113,10 +113,9 @@ async def _sweep_uid(uid: int, patience: float = 5.0) -> None:
         if time.monotonic() > deadline:
             log.error("sandbox.processes_survived", uid=uid)
             raise SandboxError(f"Processes of sandbox uid {uid} survived stop.")
+        argv = ["/usr/bin/python3", "-I", "-S", "-c", "import os, signal; os.kill(-1, 9)"]
         proc = await asyncio.create_subprocess_exec(
-            "/usr/bin/python3", "-I", "-S", "-c",
-            "import os, signal; os.kill(-1, signal.SIGKILL)",
-            user=uid, group=uid, extra_groups=[], cwd="/",
+            *as_user(argv, uid), cwd="/",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

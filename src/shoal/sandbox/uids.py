@@ -88,3 +88,16 @@ def processes_of(uid: int) -> list[int]:
         if uids and int(uids[0]) == uid and state[:1] != ["Z"]:
             found.append(int(entry))
     return found
+
+
+SETPRIV = "/usr/bin/setpriv"
+
+
+def as_user(argv: list[str], uid: int | None) -> list[str]:
+    """``argv`` run as uid and gid ``uid`` with no supplementary groups (``None``: unchanged).
+
+    Through setpriv(1) rather than subprocess's ``user=``/``group=``: uvloop — the event loop
+    uvicorn runs ``shoal serve`` on — does not support those arguments."""
+    if uid is None:
+        return argv
+    return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
