@@ -1,14 +1,22 @@
-"""A tiny local HTTP server (stdlib, background thread) for the web tools."""
+"""A tiny local HTTP server (stdlib, background thread) for the web tools, and a harness for
+the sandbox tools over any provider."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
+
+from shoal.config import Settings
+from shoal.sandbox import SandboxProvider, ScriptedSandbox
+from shoal.tools import StaticSandbox, ToolContext, ToolRegistry, ToolResult, sandbox_tools
+
+_SAME: Any = object()
 
 
 class Site:
@@ -84,3 +92,54 @@ def other_site() -> Iterator[Site]:
     yield site
     server.shutdown()
     server.server_close()
+
+
+# -- sandbox tools --------------------------------------------------------------------------------
+
+
+class SandboxHarness:
+    """Sandbox tools over a provider through :class:`StaticSandbox`, as the registry calls them.
+
+    ``output`` collects the live ``(stream, text)`` pieces, ``exec_seconds`` every metered
+    exec (via ``record_exec``).
+    """
+
+    def __init__(self, provider: SandboxProvider, sandbox_id: str, **settings: Any) -> None:
+        self.provider = provider
+        self.sandbox_id = sandbox_id
+        self.exec_seconds: list[float] = []
+        self.access = StaticSandbox(
+            provider, sandbox_id, base_url="http://shoal.test", on_exec=self._on_exec
+        )
+        self.registry = ToolRegistry(sandbox_tools(Settings(**settings)))
+        self.output: list[tuple[str, str]] = []
+
+    async def _on_exec(self, seconds: float) -> None:
+        self.exec_seconds.append(seconds)
+
+    async def _emit(self, stream: str, text: str) -> None:
+        self.output.append((stream, text))
+
+    def context(self, sandbox: Any = _SAME) -> ToolContext:
+        box = self.access if sandbox is _SAME else sandbox
+        return ToolContext(thread_id="t", tool_call_id="c1", emit_output=self._emit, sandbox=box)
+
+    async def call(self, name: str, **arguments: Any) -> ToolResult:
+        return await self.registry.execute(name, arguments, self.context())
+
+    def live_text(self) -> str:
+        return "".join(text for _, text in self.output)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[ScriptedSandbox]:
+    provider = ScriptedSandbox()
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture
+async def box(fake: ScriptedSandbox) -> SandboxHarness:
+    """Sandbox tools over a created but STOPPED fake sandbox (the tools start it)."""
+    info = await fake.create(sandbox_id="box1")
+    return SandboxHarness(fake, info.sandbox_id)

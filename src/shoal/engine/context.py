@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ files and commands involved with their outcomes, and open tasks. Be specific and
 Do not address the user; output only the summary."""
 SUMMARY_PREFIX = "[Summary of the earlier conversation]\n"
 KEEP_SHARE = 0.5
+_WINDOWS: weakref.WeakKeyDictionary[ChatModel, dict[str, int]] = weakref.WeakKeyDictionary()
 _TRANSCRIPT_ITEM_CHARS = 4000
 
 
@@ -40,23 +42,41 @@ class ContextManager:
         self.options = options
 
     async def prepare(self, model_name: str, system_prompt: str) -> list[dict[str, Any]]:
-        """The prompt for the next call, summarising first when it is too large."""
+        """The prompt for the next call, summarising first when it is too large.
+
+        Pending images (``see_image``) are attached to the returned prompt but not counted:
+        their base64 size says nothing about their token cost.
+        """
         clip = self.options.prompt_tool_output_max_chars
         stored = await self.scope.store.list_llm_messages(self.scope.thread_id)
         prompt = build_prompt(system_prompt, stored, clip_chars=clip)
-        if not self.options.enable_context_manager:
-            return prompt
+        if self.options.enable_context_manager:
+            budget = await self._budget(model_name)
+            # Counting tokens costs a tokenizer pass; a prompt whose serialized size is under
+            # the budget cannot be over it (a token is at least one byte).
+            over = _upper_bound(prompt) > budget and await self._count(model_name, prompt) > budget
+            if over and await self.summarise(model_name, stored, budget) is not None:
+                stored = await self.scope.store.list_llm_messages(self.scope.thread_id)
+                prompt = build_prompt(system_prompt, stored, clip_chars=clip)
+        if self.scope.images:
+            prompt = build_prompt(system_prompt, stored, clip_chars=clip, images=self.scope.images)
+        return prompt
+
+    async def _budget(self, model_name: str) -> int:
         window = self.options.context_window
         if window is None:
-            window = await asyncio.to_thread(self.model.context_window, model_name)
-        budget = int(window * self.options.context_threshold)
-        if await self._count(model_name, prompt) <= budget:
-            return prompt
-        summary = await self.summarise(model_name, stored, budget)
-        if summary is None:
-            return prompt
-        stored = await self.scope.store.list_llm_messages(self.scope.thread_id)
-        return build_prompt(system_prompt, stored, clip_chars=clip)
+            window = await self._window(model_name)
+        return int(window * self.options.context_threshold)
+
+    async def _window(self, model_name: str) -> int:
+        """The model's context window, looked up once per model object and name."""
+        try:
+            known = _WINDOWS.setdefault(self.model, {})
+        except TypeError:  # not weak-referenceable: ask every time
+            return await asyncio.to_thread(self.model.context_window, model_name)
+        if model_name not in known:
+            known[model_name] = await asyncio.to_thread(self.model.context_window, model_name)
+        return known[model_name]
 
     async def _count(self, model_name: str, messages: Sequence[dict[str, Any]]) -> int:
         return await asyncio.to_thread(self.model.count_tokens, model_name, messages)
@@ -116,6 +136,13 @@ class ContextManager:
             )
             return ""
         return "".join(parts).strip()
+
+
+def _upper_bound(messages: Sequence[dict[str, Any]]) -> int:
+    """More tokens than ``messages`` can hold: their UTF-8 JSON size plus a per-message
+    allowance for the chat format's framing tokens."""
+    size = len(json.dumps(messages, ensure_ascii=False, default=str).encode())
+    return size + 16 * len(messages) + 16
 
 
 def _turns(messages: list[StoredMessage]) -> list[list[StoredMessage]]:

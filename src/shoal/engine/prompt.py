@@ -7,12 +7,15 @@
 - The newest summaries replace the messages they summarised, at the position of the first.
 - Long tool outputs are clipped with a marker naming the message id for ``expand_message``.
 - Extended-thinking blocks stored in an assistant's metadata are sent back verbatim.
+- A ``see_image`` result (``metadata.image``) is followed, after the turn's tool results, by a
+  user message naming the image; on the call right after the tool ran (its payload is in
+  ``images``) that message also carries the image as an ``image_url`` part.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shoal.engine.ports import StoredMessage
@@ -20,6 +23,11 @@ from shoal.tools.registry import clip_text
 
 INTERRUPTED_RESULT = "[no result: the tool call was interrupted before it finished]"
 EXPAND_TOOL = "expand_message"
+IMAGE_TEXT = "Image from see_image: {path}"
+IMAGE_GONE_NOTE = " (shown earlier; call see_image again to look at it again)"
+
+Images = Mapping[str, Mapping[str, str]]
+"""Image payloads ``{"mime_type", "data"}`` (base64) by tool call id."""
 
 
 def visible_messages(stored: Sequence[StoredMessage]) -> list[StoredMessage]:
@@ -70,8 +78,13 @@ def build_prompt(
     stored: Sequence[StoredMessage],
     *,
     clip_chars: int | None = None,
+    images: Images | None = None,
 ) -> list[dict[str, Any]]:
-    """The chat messages for a model call: system prompt, then the visible history."""
+    """The chat messages for a model call: system prompt, then the visible history.
+
+    ``images`` are the payloads of ``see_image`` calls to attach to this prompt.
+    """
+    images = images or {}
     prompt: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
     messages = visible_messages(stored)
     index = 0
@@ -81,6 +94,7 @@ def build_prompt(
         if message.get("type") == "tool":
             # a tool message not preceded by its assistant (e.g. after a summary cut)
             prompt.append(_xml_results([message], clip_chars))
+            prompt.extend(_image_messages([message], images))
             continue
         if message.get("type") != "assistant":
             prompt.append(_plain(message))
@@ -90,7 +104,27 @@ def build_prompt(
             results.append(messages[index])
             index += 1
         prompt.extend(_assistant_turn(message, results, clip_chars))
+        prompt.extend(_image_messages(results, images))
     return prompt
+
+
+def _image_messages(results: Iterable[StoredMessage], images: Images) -> list[dict[str, Any]]:
+    """User messages showing the images tool results looked at (must follow ALL the results:
+    providers want an assistant's tool results right after it)."""
+    out: list[dict[str, Any]] = []
+    for result in results:
+        image = (result.get("metadata") or {}).get("image")
+        if not isinstance(image, Mapping) or not image.get("path"):
+            continue
+        text = IMAGE_TEXT.format(path=image["path"])
+        payload = images.get(_call_id_of(result))
+        if payload is None:
+            out.append({"role": "user", "content": text + IMAGE_GONE_NOTE})
+            continue
+        url = f"data:{payload['mime_type']};base64,{payload['data']}"
+        parts = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
+        out.append({"role": "user", "content": parts})
+    return out
 
 
 def _plain(message: StoredMessage) -> dict[str, Any]:

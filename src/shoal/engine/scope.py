@@ -20,6 +20,8 @@ class RunScope:
     sandbox: Any = None
     totals: UsageTotals = field(default_factory=UsageTotals)
     cost_warned: set[str] = field(default_factory=set)
+    images: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Image payloads (``see_image``) by tool call id, for the next model call only."""
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         await self.sink.emit(type, data)

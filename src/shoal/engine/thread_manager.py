@@ -68,6 +68,7 @@ class ThreadManager:
         while result.iterations < options.max_iterations:
             result.iterations += 1
             request = await self._prepare(context, agent, options, registry)
+            scope.images.clear()  # an image from see_image goes to the next call only
             outcome = await self._call_model(processor, scope, request)
             if outcome.message is not None:
                 result.last_message_id = str(outcome.message["message_id"])

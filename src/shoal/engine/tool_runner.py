@@ -16,6 +16,7 @@ from typing import Any, Literal
 from shoal.engine import events as ev
 from shoal.engine.scope import RunScope
 from shoal.tools.base import ToolContext, ToolResult
+from shoal.tools.builtin.image import IMAGE_PAYLOAD_KEY
 from shoal.tools.registry import ToolRegistry
 
 CallFormat = Literal["native", "xml"]
@@ -98,6 +99,12 @@ class ToolRunner:
             "call_format": call.call_format,
         }
 
+    def _keep_image(self, call: PendingCall, result: ToolResult) -> None:
+        """Move an image payload out of the result (never stored) into the run's scope."""
+        payload = result.metadata.pop(IMAGE_PAYLOAD_KEY, None)
+        if isinstance(payload, dict) and result.success:
+            self.scope.images[call.id] = payload
+
     def _default_context(self, call: PendingCall) -> ToolContext:
         scope = self.scope
 
@@ -131,6 +138,7 @@ class ToolRunner:
                 self._context_factory(call),
                 raw_arguments=call.raw_arguments,
             )
+            self._keep_image(call, result)
         await self.scope.emit(
             ev.TOOL_RESULT,
             {

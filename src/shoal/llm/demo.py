@@ -1,8 +1,9 @@
 """The ``shoal/demo`` model: offline, keyless, obviously a demo.
 
 It lets a fresh install show the whole loop (streaming, native tool calls, tool results)
-without any provider: asked to run a command or to write/read a file, it calls the matching
-tool when the agent offers it, then summarises the result. It never pretends to be an LLM.
+without any provider: asked to run a command, to write/read a file, to look at an image or to
+"write a python script that prints hello and run it", it calls the matching sandbox tools when
+the agent offers them, then reports their results. It never pretends to be an LLM.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -32,6 +34,25 @@ _WRITE = re.compile(
     r"(?:\s+(?:with(?:\s+the)?(?:\s+content)?|containing)\s*:?\s*(.*))?",
     re.IGNORECASE | re.DOTALL,
 )
+_SCRIPT = re.compile(
+    r"\b(?:write|create|make)\s+(?:a\s+|an\s+)?(python|bash|shell|node|javascript)\s+"
+    r"(?:script|program)\s+(?:that|which|to)\s+(?:prints?|outputs?|says?)\s+(.+?)"
+    r"(?:,?\s+(?:and|then)\s+(run|execute)s?\s+it\b.*)?$",
+    re.IGNORECASE | re.DOTALL,
+)
+_IMAGE = re.compile(
+    r"\b(?:see|look\s+at|show|view)\s+(?:me\s+)?(?:the\s+)?(?:image|picture|screenshot)\s+"
+    r"`?([\w./-]+)`?",
+    re.IGNORECASE,
+)
+_IMAGE_NOTE = "Image from see_image:"
+_LANGUAGES = {  # language: (extension, runner)
+    "python": ("py", "python3"),
+    "bash": ("sh", "bash"),
+    "shell": ("sh", "bash"),
+    "node": ("js", "node"),
+    "javascript": ("js", "node"),
+}
 _READ = re.compile(
     r"\b(?:read|show|cat)\s+(?:the\s+)?(?:file\s+|contents\s+of\s+)`?([\w./-]+)`?", re.IGNORECASE
 )
@@ -46,24 +67,23 @@ class DemoChatModel:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         tools = {_tool_name(t): t for t in request.tools or ()}
         messages = list(request.messages)
-        call: tuple[str, dict[str, Any]] | None = None
-        last = messages[-1] if messages else {}
-        if last.get("role") == "tool" or "<tool_result" in _text(last):
-            text = _summarise(last)
+        calls: list[tuple[str, dict[str, Any]]] = []
+        results = _latest_results(messages)
+        if results:
+            text = _summarise(results)
         else:
-            text, call = _plan(_last_user_text(messages), tools)
+            text, calls = _plan(_last_user_text(messages), tools)
         for start in range(0, len(text), _CHUNK):
             await asyncio.sleep(self.chunk_delay)
             yield TextDelta(text[start : start + _CHUNK])
-        if call is not None:
-            name, arguments = call
+        for index, (name, arguments) in enumerate(calls):
             yield ToolCallDelta(
-                index=0,
+                index=index,
                 id=f"call_{uuid.uuid4().hex[:24]}",
                 name=name,
                 arguments=json.dumps(arguments),
             )
-        yield Finish("tool_calls" if call else "stop")
+        yield Finish("tool_calls" if calls else "stop")
         yield Usage(
             model=DEMO_MODEL,
             prompt_tokens=approx_tokens(messages),
@@ -83,39 +103,77 @@ class DemoChatModel:
         return 32_000
 
 
-def _plan(
-    user_text: str, tools: Mapping[str, Mapping[str, Any]]
-) -> tuple[str, tuple[str, dict[str, Any]] | None]:
-    intent = _intent(user_text)
-    if intent is None:
-        return _chat_answer(user_text), None
-    name, values, label = intent
-    schema = tools.get(name)
-    if schema is None:
+Call = tuple[str, dict[str, Any]]
+Intent = tuple[str, dict[str, str], str]
+
+
+def _plan(user_text: str, tools: Mapping[str, Mapping[str, Any]]) -> tuple[str, list[Call]]:
+    intents = _intents(user_text)
+    if not intents:
+        return _chat_answer(user_text), []
+    first, _, first_label = intents[0]
+    if first not in tools:
         return (
-            f"{PREFIX}You asked me to {label}, but the `{name}` tool is not enabled for this "
-            "agent, so I cannot do that.",
-            None,
+            f"{PREFIX}You asked me to {first_label}, but the `{first}` tool is not enabled for "
+            "this agent, so I cannot do that.",
+            [],
         )
-    arguments = _fill(schema, values)
-    return f"{PREFIX}Sure — I will {label} with the `{name}` tool.\n", (name, arguments)
+    missing = [(name, label) for name, _, label in intents if name not in tools]
+    calls = [(name, _fill(tools[name], values)) for name, values, _ in intents if name in tools]
+    planned = [(name, label) for name, _, label in intents if name in tools]
+    steps = " and then ".join(f"{label} with the `{name}` tool" for name, label in planned)
+    text = f"{PREFIX}Sure — I will {steps}."
+    for name, label in missing:
+        text += f" (The `{name}` tool is not enabled, so I cannot {label}.)"
+    return text + "\n", calls
 
 
-def _intent(text: str) -> tuple[str, dict[str, str], str] | None:
+def _intents(text: str) -> list[Intent]:
+    script = _SCRIPT.search(text)
+    if script:
+        return _script_intents(script)
     write = _WRITE.search(text)
     if write:
         path, content = write.group(1), (write.group(2) or "").strip().strip("`\"'")
-        return "create_file", {"path": path, "content": content}, f"write the file {path}"
+        return [("create_file", {"path": path, "content": content}, f"write the file {path}")]
+    image = _IMAGE.search(text)
+    if image:
+        return [("see_image", {"path": image.group(1)}, f"look at the image {image.group(1)}")]
     read = _READ.search(text)
     if read:
-        return "read_file", {"path": read.group(1)}, f"read the file {read.group(1)}"
+        return [("read_file", {"path": read.group(1)}, f"read the file {read.group(1)}")]
     for pattern in _COMMAND_PATTERNS:
         match = pattern.search(text)
         if match:
             command = match.group(1).strip().splitlines()[0].strip().rstrip(".")
             if command:
-                return "execute_command", {"command": command}, f"run `{command}`"
-    return None
+                return [("execute_command", {"command": command}, f"run `{command}`")]
+    return []
+
+
+def _script_intents(match: re.Match[str]) -> list[Intent]:
+    """Turn "write a python script that prints hello and run it" into create_file (plus
+    execute_command when asked to run it)."""
+    language = match.group(1).lower()
+    words = match.group(2).strip().rstrip(".!").strip()
+    quoted = len(words) > 1 and words[0] in "\"'`" and words[-1] == words[0]
+    message = words[1:-1] if quoted else words
+    extension, runner = _LANGUAGES[language]
+    stem = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_")[:24] or "script"
+    path = f"{stem}.{extension}"
+    if extension == "py":
+        source = f"print({message!r})\n"
+    elif extension == "sh":
+        source = f"#!/usr/bin/env bash\necho {shlex.quote(message)}\n"
+    else:
+        source = f"console.log({json.dumps(message)});\n"
+    intents: list[Intent] = [
+        ("create_file", {"path": path, "content": source}, f"write the {language} script {path}")
+    ]
+    if match.group(3):
+        command = f"{runner} {path}"
+        intents.append(("execute_command", {"command": command}, f"run `{command}`"))
+    return intents
 
 
 def _fill(schema: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
@@ -136,15 +194,34 @@ def _fill(schema: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any
     return out
 
 
-def _summarise(message: Mapping[str, Any]) -> str:
-    output = _text(message).strip()
-    name = message.get("name") or "tool"
-    if len(output) > 1500:
-        output = output[:1500] + "\n…"
+def _latest_results(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The tool results at the end of the prompt (native ``tool`` messages or an XML
+    ``<tool_result>`` user message), skipping the image messages that follow ``see_image``."""
+    results: list[Mapping[str, Any]] = []
+    for message in reversed(messages):
+        text = _text(message)
+        if message.get("role") == "tool" or (
+            message.get("role") == "user" and "<tool_result" in text
+        ):
+            results.append(message)
+        elif message.get("role") == "user" and text.startswith(_IMAGE_NOTE) and not results:
+            continue
+        else:
+            break
+    return list(reversed(results))
+
+
+def _summarise(results: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for message in results:
+        output = _text(message).strip()
+        name = message.get("name") or "tool"
+        if len(output) > 1500:
+            output = output[:1500] + "\n…"
+        parts.append(f"The `{name}` tool finished. Here is what it returned:\n\n```\n{output}\n```")
     return (
-        f"{PREFIX}The `{name}` tool finished. Here is what it returned:\n\n"
-        f"```\n{output}\n```\n\nThat is all a demo model can do — configure a real model "
-        "(SHOAL_DEFAULT_MODEL and a provider key) for actual reasoning."
+        PREFIX + "\n\n".join(parts) + "\n\nThat is all a demo model can do — configure a real "
+        "model (SHOAL_DEFAULT_MODEL and a provider key) for actual reasoning."
     )
 
 
@@ -154,8 +231,9 @@ def _chat_answer(user_text: str) -> str:
         quoted = quoted[:200] + "…"
     return (
         f"{PREFIX}I am an offline demo, not a real language model. You said: “{quoted}”. "
-        "Ask me to run a command (run `ls`), to write a file (write file hello.txt with hi) "
-        "or to read one (read file hello.txt) to see tool calls in action."
+        "Ask me to run a command (run `ls`), to write a file (write file hello.txt with hi), "
+        "to read one (read file hello.txt) or to write a python script that prints hello and "
+        "run it, to see tool calls in action."
     )
 
 

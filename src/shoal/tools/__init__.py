@@ -1,8 +1,9 @@
 """Tools offered to agents: the ``Tool`` base, the registry and the built-ins.
 
-A later tool (e.g. the sandbox's ``execute_command``) plugs in by subclassing :class:`Tool`,
-declaring async methods with :func:`tool_function`, and being passed to
-:func:`build_tool_registry` via ``extra_tools`` (it reads its handle from ``ctx.sandbox``).
+A tool plugs in by subclassing :class:`Tool`, declaring async methods with
+:func:`tool_function`, and being passed to :func:`build_tool_registry` via ``extra_tools``.
+The sandbox tools (:func:`sandbox_tools`) read the run's sandbox from ``ctx.sandbox``, a
+:class:`SandboxAccess` (:class:`StaticSandbox` in tests).
 """
 
 from shoal.tools.base import (
@@ -13,13 +14,16 @@ from shoal.tools.base import (
     ToolResult,
     tool_function,
 )
-from shoal.tools.defaults import build_tool_registry, builtin_tools
+from shoal.tools.defaults import build_tool_registry, builtin_tools, sandbox_tools
 from shoal.tools.registry import ToolRegistry, clip_text
+from shoal.tools.sandbox_access import SandboxAccess, StaticSandbox
 from shoal.tools.schema import ToolFunction
 
 __all__ = [
     "MessageReader",
     "OutputEmitter",
+    "SandboxAccess",
+    "StaticSandbox",
     "Tool",
     "ToolContext",
     "ToolFunction",
@@ -28,5 +32,6 @@ __all__ = [
     "build_tool_registry",
     "builtin_tools",
     "clip_text",
+    "sandbox_tools",
     "tool_function",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import inspect
 import json
 import re
@@ -33,11 +35,8 @@ class ToolFunction:
     xml_example: str
 
     def parameters_schema(self) -> dict[str, Any]:
-        schema = self.args_model.model_json_schema()
-        _drop_titles(schema)
-        schema.setdefault("properties", {})
-        schema["type"] = "object"
-        return schema
+        # Generated once per argument model (it is immutable); every prompt gets its own copy.
+        return copy.deepcopy(_parameters_schema(self.args_model))
 
     def openai_schema(self) -> dict[str, Any]:
         return {
@@ -48,6 +47,15 @@ class ToolFunction:
                 "parameters": self.parameters_schema(),
             },
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters_schema(args_model: type[BaseModel]) -> dict[str, Any]:
+    schema = args_model.model_json_schema()
+    _drop_titles(schema)
+    schema.setdefault("properties", {})
+    schema["type"] = "object"
+    return schema
 
 
 def build_function(name: str, spec: ToolSpec, handler: ToolHandler) -> ToolFunction:
