@@ -27,12 +27,25 @@ def redact(text: str) -> str:
     return _API_KEY.sub("shoal_sk_[redacted]", text)
 
 
+_SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "api_key", "x-api-key"})
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if key.lower() in _SECRET_KEYS:
+        return "[redacted]"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):  # e.g. headers or an error object bound as one field
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(key, v) for v in value]
+    return value
+
+
 def _redact_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = redact(value)
-        if key in ("password", "token", "secret", "authorization", "api_key"):
-            event[key] = "[redacted]"
+        if key != "_record":  # the stdlib record itself (foreign lines) is not rendered
+            event[key] = _redact_value(key, value)
     return event
 
 
@@ -64,6 +77,16 @@ def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "LiteLLM", "litellm", "httpx", "pika", "dramatiq"):
+    noisy_loggers = (
+        "uvicorn.access",
+        "LiteLLM",
+        "litellm",
+        "httpx",
+        "pika",
+        "dramatiq",
+        "langfuse",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn's access line holds the raw URL (``?token=``): ours (app.py) is the redacted one.
     logging.getLogger("uvicorn.access").disabled = True
