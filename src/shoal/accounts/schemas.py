@@ -36,6 +36,11 @@ class AccountRead(_Read):
     role: Role
     created_at: datetime
     updated_at: datetime
+    suspended_at: datetime | None = Field(
+        None,
+        description="set while an operator has suspended the account (creates, runs "
+        "and API keys answer 403)",
+    )
 
 
 class AccountList(BaseModel):

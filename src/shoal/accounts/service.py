@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shoal.accounts.admin import ensure_active
 from shoal.accounts.repository import AccountRepository
 from shoal.accounts.schemas import (
     AccountList,
@@ -360,6 +361,7 @@ def _account_out(account: Account, role: str) -> AccountRead:
         role=role,
         created_at=account.created_at,
         updated_at=account.updated_at,
+        suspended_at=account.suspended_at,
     )
 
 
@@ -385,6 +387,8 @@ async def list_accounts(
 
 async def create_account(session: AsyncSession, principal: Principal, *, name: str) -> AccountRead:
     require_user(principal)
+    # A suspended user could otherwise carry on under a fresh team account.
+    await ensure_active(session, principal.personal_account_id)
     account = await AccountRepository(session).create_account(name=name, owner_id=principal.user_id)
     return _account_out(account, "owner")
 

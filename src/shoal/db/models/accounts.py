@@ -47,6 +47,10 @@ class Account(TimestampMixin, Base):
     primary_owner_user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    # Set by an operator (`shoal accounts suspend`): no creates, runs or API-key use until
+    # cleared; members can still sign in, read, stop and delete (docs/operations.md).
+    suspended_at: Mapped[datetime | None]
+    suspended_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class AccountMember(Base):
