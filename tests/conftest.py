@@ -35,6 +35,7 @@ from shoal.db.migrate import upgrade
 from shoal.db.models import AuthSession
 from shoal.db.session import unit_of_work
 from shoal.llm.base import ChatModel
+from shoal.sandbox import SandboxProvider, ScriptedSandbox
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SHOAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -141,8 +142,19 @@ def chat_model() -> ChatModel | None:
 
 
 @pytest.fixture
-async def app(settings: Settings, chat_model: ChatModel | None) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, migrate=False, chat_model=chat_model)
+def sandbox_provider() -> SandboxProvider | None:
+    """Override to use a real provider (tests/sandboxes); default: the scripted fake, so API
+    tests that touch a sandbox start no processes. None: the settings' provider."""
+    return ScriptedSandbox()
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, chat_model: ChatModel | None, sandbox_provider: SandboxProvider | None
+) -> AsyncIterator[FastAPI]:
+    application = create_app(
+        settings, migrate=False, chat_model=chat_model, sandbox_provider=sandbox_provider
+    )
     async with application.router.lifespan_context(application):
         yield application
 

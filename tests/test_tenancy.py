@@ -71,6 +71,21 @@ async def _run(client: httpx.AsyncClient, world: World) -> str:
     return str((await _post(client, world, path, {"prompt": "secret"}))["agent_run_id"])
 
 
+async def _sandbox(client: httpx.AsyncClient, world: World) -> str:
+    path = f"/api/projects/{world.ids['project_id']}/sandbox"
+    response = await client.get(path, headers=world.owner.headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["sandbox_id"])
+
+
+async def _port(_client: httpx.AsyncClient, _world: World) -> str:
+    return "8000"
+
+
+async def _path(_client: httpx.AsyncClient, _world: World) -> str:
+    return "index.html"
+
+
 async def _user(_client: httpx.AsyncClient, world: World) -> str:
     return str(world.owner.id)
 
@@ -84,6 +99,9 @@ FACTORIES: dict[str, Factory] = {
     "account_id": _account,
     "key_id": _api_key,
     "user_id": _user,
+    "sandbox_id": _sandbox,
+    "port": _port,
+    "path": _path,
 }
 
 # Minimal plausible bodies so that a refusal is about tenancy, not validation.

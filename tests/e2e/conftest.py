@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,6 +32,7 @@ from tests.e2e.harness import (
     queue_consumers,
     queue_state,
 )
+from tests.sandbox.conftest import unmount_under
 
 _ACTIVE: list[Cluster] = []
 ClusterFactory = Callable[..., Cluster]
@@ -145,6 +147,7 @@ def make_cluster(
     """``make_cluster(serves=2, workers=2, broker_url=…, overrides={…})`` starts the processes
     and waits until every serve is ready and sees every worker; all are stopped at module end."""
     clusters: list[Cluster] = []
+    roots: list[Path] = []
 
     def make(
         *,
@@ -157,7 +160,7 @@ def make_cluster(
     ) -> Cluster:
         cluster = Cluster(
             name=name,
-            workdir=tmp_path_factory.mktemp(name),
+            workdir=_workdir(name, roots),
             database_url=e2e_database_url,
             redis_url=private_redis.url,
             broker_url=broker_url or rabbitmq,
@@ -189,6 +192,18 @@ def make_cluster(
             cluster.stop()
             with contextlib.suppress(ValueError):
                 _ACTIVE.remove(cluster)
+        for root in roots:
+            unmount_under(root)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _workdir(name: str, roots: list[Path]) -> Path:
+    """The cluster's directory (its data dir: database keys, sandbox workspaces) under /var/tmp:
+    the sandboxes' own uids must be able to traverse it (pytest's tmp dirs are root-only)."""
+    root = Path(tempfile.mkdtemp(prefix=f"shoal-e2e-{name}-", dir="/var/tmp"))
+    os.chmod(root, 0o711)
+    roots.append(root)
+    return root
 
 
 @pytest.fixture

@@ -359,10 +359,24 @@ def routed_turn(messages: list[dict[str, Any]]) -> FakeTurn:
       then, once its result is in the prompt, the text ``done <n>``;
     - ``slow <count> <delay>`` — ``count`` words, ``delay`` seconds apart;
     - ``stall <seconds>`` — ``partial `` then silence for ``seconds``;
+    - ``script <n>`` — ``create_file`` of ``hello_<n>.py``, then ``execute_command`` running it,
+      then ``ran <n>`` (the project's sandbox, in whichever worker holds the run);
     - anything else — ``echo <prompt>`` at once.
     """
     words = prompt_of(messages).split()
     head = words[0] if words else ""
+    if head == "script":
+        done = sum(1 for m in messages if m.get("role") == "tool")
+        name = f"hello_{words[1]}.py"
+        if done == 0:
+            source = f"print('hello', {int(words[1])})\n"
+            call = FakeToolCall("create_file", {"file_path": name, "file_contents": source})
+            return FakeTurn(tool_calls=[call])
+        if done == 1:
+            return FakeTurn(
+                tool_calls=[FakeToolCall("execute_command", {"command": f"python3 {name}"})]
+            )
+        return FakeTurn(text=f"ran {words[1]}")
     if head == "loop":
         if messages and messages[-1].get("role") == "tool":
             return FakeTurn(text=f"done {words[1]}")
@@ -472,6 +486,8 @@ class Cluster:
                 "SHOAL_MAX_ACTIVE_RUNS_PER_ACCOUNT": "200",
                 "SHOAL_DEFAULT_MODEL": "openai/fake-model",
                 "SHOAL_LLM_MAX_RETRIES": "0",
+                # sandboxes: a uid range of this test process's own (see tests/sandbox)
+                "SHOAL_SANDBOX_UID_BASE": str(250_000 + (os.getpid() % 400) * 100),
                 "OPENAI_API_BASE": f"{self.llm_url}/v1",
                 "OPENAI_API_KEY": "sk-test",
                 "LITELLM_OFFLINE_MODE": "true",

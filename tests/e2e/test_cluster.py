@@ -183,6 +183,43 @@ async def test_twenty_runs_over_two_replicas_and_two_workers(
     assert holders == {w.name for w in cluster.live_workers()}, worker_ids
 
 
+# -- sandboxes across processes --------------------------------------------------------------
+
+
+async def test_a_run_uses_its_project_sandbox_and_another_replica_serves_the_files(
+    cluster: Cluster, http: httpx.AsyncClient
+) -> None:
+    """The worker that holds the run starts the project's (local bubblewrap) sandbox; the
+    tools write and run a script; an API replica that never saw the run lists and downloads
+    the file through the files API."""
+    user = cluster.user
+    assert user is not None
+    accepting, other = cluster.serves
+    thread_id = await new_thread(http, accepting, user)
+    run_id = await start_run(http, accepting, user, thread_id, "script 7")
+    stream = await read_stream(http, other, user, run_id, timeout=FIRST_RUN_TIMEOUT)
+    last = stream.events[-1]
+    assert last["data"]["status"] == "completed", (last, cluster.tails())
+    results = [e["data"] for e in stream.events if e["type"] == "tool_result"]
+    assert [r["name"] for r in results] == ["create_file", "execute_command"]
+    assert results[1]["success"] and "hello 7" in results[1]["output"], results
+    live = "".join(e["data"]["text"] for e in stream.events if e["type"] == "tool_output_delta")
+    assert "hello 7" in live
+
+    thread = (await http.get(f"{other}/api/threads/{thread_id}", headers=user.headers)).json()
+    sandbox = await http.get(
+        f"{other}/api/projects/{thread['project_id']}/sandbox", headers=user.headers
+    )
+    assert sandbox.status_code == 200 and sandbox.json()["state"] == "started", sandbox.text
+    files = f"{other}/api/sandboxes/{sandbox.json()['sandbox_id']}/files"
+    listing = await http.get(files, headers=user.headers)
+    assert "/workspace/hello_7.py" in [f["path"] for f in listing.json()["files"]]
+    content = await http.get(
+        f"{files}/content", params={"path": "hello_7.py"}, headers=user.headers
+    )
+    assert content.text == "print('hello', 7)\n"
+
+
 # -- 2. resumable streams -------------------------------------------------------------------------
 
 

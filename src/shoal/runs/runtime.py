@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shoal.config import Settings
 from shoal.db.session import on_commit
+from shoal.sandboxes.manager import SandboxManager
 from shoal.streaming.bus import EventBus
 from shoal.worker.broker import Broker
 
@@ -41,6 +42,13 @@ class Runtime:
     session_factory: async_sessionmaker[AsyncSession]
     bus: EventBus
     broker: Broker
+    sandboxes: SandboxManager = field(default=None)  # type: ignore[assignment]
+    """Project sandboxes (built from settings unless given; the provider itself is built on
+    first use, so processes that never touch a sandbox need no sandbox support)."""
+
+    def __post_init__(self) -> None:
+        if self.sandboxes is None:
+            self.sandboxes = SandboxManager(self.settings, self.session_factory)
 
     async def publish(self, run_id: uuid.UUID, events: Iterable[dict[str, Any]]) -> None:
         for event in events:

@@ -12,6 +12,7 @@ from shoal.db.models.accounts import (
 from shoal.db.models.agents import Agent
 from shoal.db.models.billing import BillingSubscription, BillingWebhookEvent, UsageEntry
 from shoal.db.models.runs import AgentRun, IdempotencyKey, RunEvent
+from shoal.db.models.sandboxes import Sandbox
 from shoal.db.models.threads import Message, Project, Thread
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Project",
     "RefreshToken",
     "RunEvent",
+    "Sandbox",
     "Thread",
     "UsageEntry",
     "User",

@@ -1,0 +1,1 @@
+"""Project sandboxes (DESIGN.md §6): the table, the manager, the files API and the port relay."""
