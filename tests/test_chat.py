@@ -1,4 +1,4 @@
-"""`shoal chat` against the app served by a real uvicorn on 127.0.0.1 (src/shoal/chat.py).
+"""`shoal chat` against the app served by a real uvicorn on 127.0.0.1 (src/shoal/chat/).
 
 The CLI is synchronous; it runs as a subprocess (the real command, stdout a pipe) or in a thread
 (``run_chat`` with string streams), so the server keeps serving on the test's event loop.
@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from shoal.chat import ChatConfig, run_chat
@@ -27,6 +26,7 @@ from shoal.llm.base import ChatModel
 from shoal.llm.scripted import ScriptedChatModel, ScriptedTurn
 from shoal.llm.types import LLMError
 from tests.conftest import TestUser
+from tests.support import serve_app
 
 ANSWER = "The quick brown fox jumps over the lazy dog, twice over."
 
@@ -38,28 +38,8 @@ def chat_model() -> ChatModel:
 
 @pytest.fixture
 async def server_url(app: FastAPI) -> AsyncIterator[str]:
-    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only then (else Nagle adds ~40 ms)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_config=None,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
-    sock.close()
+    async with serve_app(app) as address:
+        yield f"http://{address}"
 
 
 @dataclass

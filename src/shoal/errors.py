@@ -6,7 +6,7 @@ Raise a :class:`ShoalError` subclass anywhere; the single handler in ``app.py`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -109,6 +109,20 @@ class ValidationFailed(ShoalError):
 
     def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message, extra={"errors": errors or []})
+
+    @classmethod
+    def from_pydantic(cls, raw: Sequence[Mapping[str, Any]]) -> ValidationFailed:
+        """From pydantic/FastAPI error dicts: ``detail`` names the first problem
+        (``field: message``), or says plainly that the body is not JSON at all."""
+        errors = [
+            {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            for err in raw
+        ]
+        if any(err.get("type") == "json_invalid" for err in raw):
+            return cls("The request body is not valid JSON.", errors=errors)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
+        return cls(f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors)
 
 
 class RateLimited(ShoalError):

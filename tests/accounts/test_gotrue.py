@@ -364,3 +364,15 @@ class TestRateLimit:
             "/auth/v1/signup", json={"email": _email(), "password": "hunter22"}
         )
         assert response.status_code == 429 and "retry-after" in response.headers
+
+
+async def test_malformed_json_gets_a_plain_message_in_gotrue_shape(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/auth/v1/signup", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == body["msg"] == "The request body is not valid JSON."
+    assert body["error_code"] == "validation_failed"

@@ -59,15 +59,7 @@ class GoTrueRoute(APIRoute):
 
 
 def _validation_failed(exc: RequestValidationError) -> ValidationFailed:
-    errors = [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
-        for err in exc.errors()
-    ]
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
-    return ValidationFailed(
-        f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors
-    )
+    return ValidationFailed.from_pydantic(exc.errors())
 
 
 def _gotrue(exc: ShoalError) -> ShoalError:

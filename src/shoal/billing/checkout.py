@@ -7,6 +7,7 @@ these refuse with 400 before any Stripe call.
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,10 +18,12 @@ from shoal.billing.plans import plan_book
 from shoal.billing.repository import BillingRepository
 from shoal.billing.schemas import CheckoutCreate, CheckoutSession, PortalCreate, PortalSession
 from shoal.billing.service import GOOD_STANDING
-from shoal.billing.stripe import StripeGateway
 from shoal.config import Settings
 from shoal.db.models import BillingSubscription
 from shoal.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from shoal.billing.stripe import StripeGateway
 
 
 def require_enabled(settings: Settings) -> None:
@@ -109,7 +112,7 @@ async def create_checkout(
         raise Conflict(
             "The account already has an active subscription; change it in the billing portal."
         )
-    async with StripeGateway(settings) as gateway:
+    async with _gateway(settings) as gateway:
         customer_id = await _customer(session, gateway, principal, row)
         session_id, url = await gateway.create_checkout_session(
             account_id=account_id,
@@ -135,7 +138,14 @@ async def create_portal(
     await require_owner(session, principal, account_id)
     return_url = check_redirect(settings, body.return_url or settings.public_url, "return_url")
     row = await BillingRepository(session).ensure_subscription(account_id)
-    async with StripeGateway(settings) as gateway:
+    async with _gateway(settings) as gateway:
         customer_id = await _customer(session, gateway, principal, row)
         url = await gateway.create_portal_session(customer_id=customer_id, return_url=return_url)
     return PortalSession(url=url)
+
+
+def _gateway(settings: Settings) -> StripeGateway:
+    """The Stripe adapter, imported on first use (the SDK is not loaded while billing is off)."""
+    from shoal.billing.stripe import StripeGateway
+
+    return StripeGateway(settings)

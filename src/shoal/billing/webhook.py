@@ -24,7 +24,6 @@ from shoal.billing.plans import PlanBook, plan_book
 from shoal.billing.repository import BillingRepository
 from shoal.billing.schemas import WebhookAck
 from shoal.billing.service import GOOD_STANDING
-from shoal.billing.stripe import StripeGateway, verify_event
 from shoal.config import Settings
 from shoal.db.models import BillingSubscription
 from shoal.kit.ids import parse_id
@@ -126,6 +125,8 @@ async def _read(event: dict[str, Any], settings: Settings) -> Update | None:
         subscription_id = _id(obj.get("subscription"))
         if obj.get("mode") != "subscription" or subscription_id is None:
             return Update(at, account_id, _id(obj.get("customer")), None, None)
+        from shoal.billing.stripe import StripeGateway  # the SDK loads with billing only
+
         async with StripeGateway(settings) as gateway:
             data = await gateway.retrieve_subscription(subscription_id)
         update = _from_subscription(data, book, at)
@@ -213,6 +214,8 @@ async def handle(
 ) -> WebhookAck:
     """Verify, then apply the event once. Bad signature → 400; Stripe down → 503 (retried)."""
     require_enabled(settings)
+    from shoal.billing.stripe import verify_event
+
     event = verify_event(payload, signature, settings.stripe_webhook_secret or "")
     event_id, kind = str(event["id"]), str(event.get("type") or "")
     repo = BillingRepository(session)
