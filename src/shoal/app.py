@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,12 +27,16 @@ from shoal.billing.router import router as billing_router
 from shoal.config import Settings, load_settings
 from shoal.db.engine import create_engine, session_factory
 from shoal.db.migrate import upgrade_async
-from shoal.errors import ShoalError
+from shoal.errors import ShoalError, ValidationFailed
 from shoal.llm.base import ChatModel
 from shoal.observability.logging import redact
+from shoal.observability.metrics_router import router as metrics_router
 from shoal.runs import service as run_service
 from shoal.runs.host import RunHost
 from shoal.runs.router import router as runs_router
+from shoal.sandbox import SandboxProvider
+from shoal.sandboxes.manager import SandboxManager
+from shoal.sandboxes.router import router as sandboxes_router
 from shoal.threads.router import router as threads_router
 
 log = structlog.get_logger("shoal")
@@ -66,18 +71,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", ""))}
-            for err in exc.errors()
-        ]
-        if any(err.get("type") == "json_invalid" for err in exc.errors()):
-            return _error(
-                422, "The request body is not valid JSON.", "validation_error", errors=errors
-            )
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
-        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return _error(422, detail, "validation_error", errors=errors)
+        error = ValidationFailed.from_pydantic(exc.errors())
+        return JSONResponse(error.body(), status_code=error.status)
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -100,12 +95,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "Internal server error.", "internal")
 
 
+_UPLOAD_PATHS = re.compile(r"^/api/(sandboxes/[^/]+/files|agent/initiate)/?$")
+
+
 class RequestContextMiddleware:
     """Request id, body size limit, and a redacted access log (no tokens, keys or ?token=)."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_upload = max(max_body, max_upload or 0)
+
+    def _limit(self, scope: Scope) -> int:
+        """File uploads (the files API, initiate) may be larger than other bodies."""
+        path: str = scope.get("path", "")
+        return self.max_upload if _UPLOAD_PATHS.match(path) else self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,8 +122,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        limit = self._limit(scope)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await _send_json(
                 send, 413, "Request body is too large.", "payload_too_large", request_id
             )
@@ -132,7 +137,7 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
@@ -196,9 +201,11 @@ def create_app(
     *,
     migrate: bool | None = None,
     chat_model: ChatModel | None = None,
+    sandbox_provider: SandboxProvider | None = None,
 ) -> FastAPI:
     """Build the application. ``migrate`` defaults to True on the embedded SQLite database;
-    ``chat_model`` replaces the LiteLLM/demo model (tests inject fakes at this seam)."""
+    ``chat_model`` replaces the LiteLLM/demo model and ``sandbox_provider`` the configured
+    sandbox provider (tests inject fakes at these seams)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -207,7 +214,7 @@ def create_app(
         should_migrate = settings.is_sqlite if migrate is None else migrate
         if should_migrate:
             await upgrade_async(settings.effective_database_url)
-        engine = create_engine(settings.effective_database_url)
+        engine = create_engine(settings.effective_database_url, settings=settings)
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
@@ -231,9 +238,15 @@ def create_app(
             execute=settings.broker_url is None,
             chat_model=chat_model,
         )
+        if sandbox_provider is not None:
+            host.runtime.sandboxes = SandboxManager(
+                settings, app.state.session_factory, provider=sandbox_provider
+            )
+        app.state.sandboxes = host.runtime.sandboxes
         app.state.runtime = host.runtime
         app.state.run_host = host
         app.state.readiness = host.readiness
+        app.state.queue_depth = host.queue_depth
         app.state.delete_hooks = run_service.delete_hooks(host.runtime)
         await host.start()
         log.info(
@@ -245,6 +258,7 @@ def create_app(
             yield
         finally:
             await host.stop()
+            await host.runtime.sandboxes.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -266,12 +280,18 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["x-request-id", "retry-after"],
         )
-    app.add_middleware(RequestContextMiddleware, max_body=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=settings.max_request_bytes,
+        max_upload=settings.sandbox_upload_max_bytes + 64 * 1024,  # + the form's other fields
+    )
     app.include_router(health.router, prefix="/api")
+    app.include_router(metrics_router)  # GET /metrics (not under /api: scrapers' default)
     app.include_router(accounts_router, prefix="/api")
     app.include_router(threads_router, prefix="/api")
     app.include_router(agents_router, prefix="/api")
     app.include_router(runs_router, prefix="/api")
+    app.include_router(sandboxes_router, prefix="/api")
     app.include_router(billing_router, prefix="/api")
     if settings.auth_mode == "builtin":
         app.include_router(gotrue_router)

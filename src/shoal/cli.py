@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from shoal.cli_admin import accounts_app, runs_app
 from shoal.config import Settings, load_settings
 from shoal.errors import ConfigError
 
@@ -28,6 +29,8 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 api_keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(runs_app, name="runs")  # operator commands: shoal/cli_admin.py
+app.add_typer(accounts_app, name="accounts")
 
 
 def _settings_help() -> str:
@@ -131,7 +134,7 @@ async def _accounts_database(settings: Settings) -> AsyncIterator[Any]:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade_async(settings.effective_database_url)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, settings=settings)
     try:
         yield session_factory(engine)
     finally:

@@ -143,6 +143,51 @@ class Settings(BaseSettings):
         validation_alias=_env("SHOAL_SANDBOX_UID_COUNT"),
     )
     # -- end of sandbox limits -------------------------------------------------------------------
+    # -- sandbox: Daytona provider (issue 6; owned by src/shoal/sandbox/daytona.py) ------------
+    daytona_snapshot: str | None = Field(
+        None,
+        description="Daytona snapshot new sandboxes boot (default: Daytona's default snapshot)",
+        validation_alias=_env("SHOAL_DAYTONA_SNAPSHOT"),
+    )
+    sandbox_image: str | None = Field(
+        None,
+        description="container image new Daytona sandboxes are built from when no snapshot is set",
+        validation_alias=_env("SHOAL_SANDBOX_IMAGE"),
+    )
+    sandbox_auto_stop_minutes: int = Field(
+        15,
+        ge=0,
+        description="minutes of inactivity before Daytona stops a sandbox (0 = never)",
+        validation_alias=_env("SHOAL_SANDBOX_AUTO_STOP_MINUTES"),
+    )
+    # -- end of sandbox: Daytona ----------------------------------------------------------------
+    # -- project sandboxes (src/shoal/sandboxes: manager, files API, port relay) ----------------
+    sandbox_idle_stop_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="stop a started sandbox after this long without tool calls, file or port "
+        "traffic (never while its project has a running run)",
+        validation_alias=_env("SHOAL_SANDBOX_IDLE_STOP_SECONDS"),
+    )
+    sandbox_idle_check_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how often a process checks for idle sandboxes to stop",
+        validation_alias=_env("SHOAL_SANDBOX_IDLE_CHECK_SECONDS"),
+    )
+    sandbox_upload_max_bytes: int = Field(
+        100 * 2**20,
+        ge=1,
+        description="largest file accepted by the files API and by initiate uploads",
+        validation_alias=_env("SHOAL_SANDBOX_UPLOAD_MAX_BYTES"),
+    )
+    sandbox_relay_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how long the port relay waits for a sandbox server's response",
+        validation_alias=_env("SHOAL_SANDBOX_RELAY_TIMEOUT_SECONDS"),
+    )
+    # -- end of project sandboxes ----------------------------------------------------------------
 
     # -- auth ---------------------------------------------------------------------------------
     auth_mode: Literal["builtin", "supabase"] = Field(
@@ -223,6 +268,31 @@ class Settings(BaseSettings):
     langfuse_public_key: str | None = Field(None, validation_alias=_env("LANGFUSE_PUBLIC_KEY"))
     langfuse_secret_key: str | None = Field(None, validation_alias=_env("LANGFUSE_SECRET_KEY"))
     langfuse_host: str | None = Field(None, validation_alias=_env("LANGFUSE_HOST"))
+    # -- observability (issue 8: tracing export, metrics) -----------------------------------------
+    tracing_flush_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="bound on flushing pending traces to Langfuse at shutdown",
+        validation_alias=_env("SHOAL_TRACING_FLUSH_TIMEOUT_SECONDS"),
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="bearer token required by GET /metrics (unset: open)",
+        validation_alias=_env("SHOAL_METRICS_TOKEN"),
+    )
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="serve GET /metrics from `shoal worker` on this port (unset: not served)",
+        validation_alias=_env("SHOAL_WORKER_METRICS_PORT"),
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        description="address the worker's metrics endpoint listens on",
+        validation_alias=_env("SHOAL_WORKER_METRICS_HOST"),
+    )
 
     # -- models and tools ---------------------------------------------------------------------
     default_model: str | None = Field(
@@ -306,6 +376,52 @@ class Settings(BaseSettings):
     )
     # -- end of issue 4 block -------------------------------------------------------------------
 
+    # -- sandbox tools (issue 6 item 6; owned by src/shoal/tools/builtin/{shell,files,image}) --
+    command_timeout_seconds: int = Field(
+        60,
+        ge=1,
+        description="execute_command: default timeout of a blocking command",
+        validation_alias=_env("SHOAL_COMMAND_TIMEOUT_SECONDS"),
+    )
+    command_max_timeout_seconds: int = Field(
+        1800,
+        ge=1,
+        description="execute_command: largest timeout a model may ask for",
+        validation_alias=_env("SHOAL_COMMAND_MAX_TIMEOUT_SECONDS"),
+    )
+    command_output_max_chars: int = Field(
+        20_000,
+        ge=500,
+        description="command output kept for the model (the newest part)",
+        validation_alias=_env("SHOAL_COMMAND_OUTPUT_MAX_CHARS"),
+    )
+    command_live_output_max_chars: int = Field(
+        1_000_000,
+        ge=0,
+        description="command output streamed live as tool_output_delta events, per call",
+        validation_alias=_env("SHOAL_COMMAND_LIVE_OUTPUT_MAX_CHARS"),
+    )
+    command_session_wait_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="execute_command: how long a background session's first output is awaited",
+        validation_alias=_env("SHOAL_COMMAND_SESSION_WAIT_SECONDS"),
+    )
+    read_file_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="read_file / str_replace: largest file they load",
+        validation_alias=_env("SHOAL_READ_FILE_MAX_BYTES"),
+    )
+    see_image_max_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        description="see_image: largest image shown to the model",
+        validation_alias=_env("SHOAL_SEE_IMAGE_MAX_BYTES"),
+    )
+    # -- end of sandbox tools block ---------------------------------------------------------------
+
     # -- runs: intervals and caps ---------------------------------------------------------------
     run_lease_seconds: float = Field(
         30.0,
@@ -364,6 +480,26 @@ class Settings(BaseSettings):
         description="over the account cap: 429 (reject) or stay queued (queue)",
         validation_alias=_env("SHOAL_CONCURRENCY_OVERFLOW"),
     )
+    # -- database pools (issue 5: run-path performance; owned by src/shoal/db/engine.py) -------
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        description="Postgres connections kept open per process (SQLite: read connections)",
+        validation_alias=_env("SHOAL_DB_POOL_SIZE"),
+    )
+    db_max_overflow: int = Field(
+        20,
+        ge=0,
+        description="extra connections opened under load, closed when idle",
+        validation_alias=_env("SHOAL_DB_MAX_OVERFLOW"),
+    )
+    db_pool_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="wait for a free connection; past it a request answers 503 with Retry-After",
+        validation_alias=_env("SHOAL_DB_POOL_TIMEOUT_SECONDS"),
+    )
+    # -- end of database pools -------------------------------------------------------------------
     # -- limits -------------------------------------------------------------------------------
     max_request_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, validation_alias=_env("SHOAL_MAX_REQUEST_BYTES")

@@ -14,14 +14,12 @@ whole response, so only a real server shows that an SSE stream is incremental.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from shoal.db.models import AgentRun
@@ -31,6 +29,7 @@ from shoal.llm.types import ChatRequest, Chunk, TextDelta
 from shoal.runs.repository import RunRepository, event_dict
 from shoal.streaming.sse import SSEEvent, SSEParser
 from tests.conftest import TestUser
+from tests.support import serve_app
 
 TERMINAL = ("completed", "failed", "stopped")
 
@@ -168,36 +167,11 @@ def assert_gapless(events: list[dict[str, Any]], *, first: int = 1) -> None:
 # -- a real HTTP server --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def live_server(app: FastAPI) -> AsyncIterator[str]:
     """The app (lifespan already run by the ``app`` fixture) behind uvicorn on a free port."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=_free_port(),
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serve_app(app) as address:
+        yield f"http://{address}"
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shoal.accounts import service as account_service
+from shoal.accounts.admin import ensure_active
 from shoal.accounts.repository import AccountRepository
 from shoal.auth.principal import Principal
 from shoal.auth.secrets import hash_secret, looks_like_api_key
 from shoal.auth.tokens import SupabaseVerifier, TokenError, TokenIssuer
-from shoal.db.deps import SessionDep
+from shoal.db.deps import ReadSessionDep, SessionDep
 from shoal.db.models import Account
 from shoal.errors import NotFound, Unauthorized
 from shoal.kit.ids import parse_id
@@ -38,14 +39,20 @@ def _bearer(request: Request) -> str | None:
     return api_key.strip() if api_key else None
 
 
-async def authenticate(session: SessionDep, request: Request, token: str) -> Principal:
-    """Resolve a bearer token or API key to a Principal, or raise 401."""
-    repo = AccountRepository(session)
+async def authenticate(
+    session: SessionDep, request: Request, token: str, *, reads: AsyncSession | None = None
+) -> Principal:
+    """Resolve a bearer token or API key to a Principal, or raise 401. Lookups go through
+    ``reads`` (a read-only session: on SQLite it never waits for the write lock); the rare
+    writes (an API key's ``last_used_at``, a Supabase user's first sight) through ``session``."""
+    repo = AccountRepository(reads or session)
     if looks_like_api_key(token):
         key = await repo.api_key_by_hash(hash_secret(token))
         if key is None or await repo.member_role(key.account_id, key.created_by_user_id) is None:
             raise Unauthorized("Invalid API key.")
-        await repo.touch_api_key(key)
+        # a suspended account's keys do nothing
+        await ensure_active(reads or session, key.account_id)
+        await AccountRepository(session).touch_api_key(key)
         principal = Principal(
             user_id=key.created_by_user_id,
             via="api_key",
@@ -53,12 +60,14 @@ async def authenticate(session: SessionDep, request: Request, token: str) -> Pri
             key_account_id=key.account_id,
         )
     else:
-        principal = await _from_jwt(repo, request, token)
+        principal = await _from_jwt(repo, AccountRepository(session), request, token)
     structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
     return principal
 
 
-async def _from_jwt(repo: AccountRepository, request: Request, token: str) -> Principal:
+async def _from_jwt(
+    repo: AccountRepository, writer: AccountRepository, request: Request, token: str
+) -> Principal:
     issuer: TokenIssuer | None = request.app.state.token_issuer
     verifier: SupabaseVerifier | None = request.app.state.supabase_verifier
     try:
@@ -84,14 +93,16 @@ async def _from_jwt(repo: AccountRepository, request: Request, token: str) -> Pr
             or auth_session.user_id != user_id
         ):
             raise Unauthorized("Session has ended; sign in again.")
-    else:
-        await repo.ensure_user(user_id=user_id, email=email)
+    elif await repo.get_user(user_id) is None:
+        await writer.ensure_user(user_id=user_id, email=email)
     return Principal(user_id=user_id, via="jwt", email=email, session_id=session_id)
 
 
-async def optional_principal(session: SessionDep, request: Request) -> Principal | None:
+async def optional_principal(
+    session: SessionDep, reads: ReadSessionDep, request: Request
+) -> Principal | None:
     token = _bearer(request)
-    return None if token is None else await authenticate(session, request, token)
+    return None if token is None else await authenticate(session, request, token, reads=reads)
 
 
 async def require_principal(
@@ -104,6 +115,7 @@ async def require_principal(
 
 async def optional_query_token_principal(
     session: SessionDep,
+    reads: ReadSessionDep,
     request: Request,
     token: Annotated[
         str | None, Query(description="JWT for browsers that cannot set headers (EventSource)")
@@ -111,12 +123,12 @@ async def optional_query_token_principal(
 ) -> Principal | None:
     header_token = _bearer(request)
     if header_token is not None:
-        return await authenticate(session, request, header_token)
+        return await authenticate(session, request, header_token, reads=reads)
     if token is None:
         return None
     if looks_like_api_key(token):
         raise Unauthorized("API keys are not accepted in the URL; send them in a header.")
-    return await authenticate(session, request, token)
+    return await authenticate(session, request, token, reads=reads)
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
@@ -124,15 +136,29 @@ CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
 OptionalQueryTokenPrincipal = Annotated[Principal | None, Depends(optional_query_token_principal)]
 
 
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def acting_account(
     principal: CurrentPrincipal,
     session: SessionDep,
+    request: Request,
     x_account_id: Annotated[
         str | None,
         Header(description="Account to act for on creates and lists (default: personal)"),
     ] = None,
 ) -> uuid.UUID:
-    """The account a create or list acts for; 404 when the caller is not a member."""
+    """The account a create or list acts for; 404 when the caller is not a member, 403 when a
+    create acts for a suspended account (lists stay allowed)."""
+    account_id = await _acting_account_id(principal, session, x_account_id)
+    if request.method not in _READS:
+        await ensure_active(session, account_id)
+    return account_id
+
+
+async def _acting_account_id(
+    principal: Principal, session: SessionDep, x_account_id: str | None
+) -> uuid.UUID:
     if x_account_id is None:
         return principal.key_account_id or principal.personal_account_id
     account_id = parse_id(x_account_id)
@@ -167,7 +193,8 @@ async def member_account(
 MemberAccount = Annotated[AccountAccess, Depends(member_account)]
 
 
-def _session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+    # async: a plain ``def`` dependency would run in FastAPI's thread pool
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     return factory
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shoal.accounts import admin as account_admin
 from shoal.billing.plans import MICRO, Plan, plan_book, resolve_model
 from shoal.billing.repository import BillingRepository
 from shoal.billing.schemas import (
@@ -175,7 +176,17 @@ async def over_limit(session: AsyncSession, account_id: uuid.UUID, *, settings: 
 async def check_can_start(
     session: AsyncSession, *, settings: Settings, account_id: uuid.UUID, model_name: str
 ) -> None:
-    """Raise 402 ``billing_limit`` (spend limit reached) or ``model_not_allowed``."""
+    """Raise 403 ``forbidden`` (account suspended), 402 ``billing_limit`` (spend limit
+    reached) or ``model_not_allowed``. Every run start passes here, billing on or off."""
+    await account_admin.ensure_active(session, account_id)
+    plan = (await standing(session, account_id, settings=settings)).plan
+    if plan.limit_micro_usd is None:  # no spend limit: the period's spend is not needed
+        if not plan.allows(resolve_model(settings, model_name)):
+            raise ModelNotAllowed(
+                f"The {plan.name} plan does not include the model {model_name!r}.",
+                extra={"allowed_models": list(plan.models)},
+            )
+        return
     status, now = await _status(session, settings, account_id, model_name)
     if status.code == "billing_limit":
         raise PaymentRequired(status.message)

@@ -18,6 +18,7 @@ import structlog
 from shoal.config import Settings
 from shoal.db.engine import create_engine, session_factory
 from shoal.llm.base import ChatModel
+from shoal.observability.metrics_server import MetricsServer
 from shoal.runs.host import RunHost
 from shoal.worker.broker import RUN_ACTOR, RUN_QUEUE, DramatiqBroker, make_dramatiq_broker
 from shoal.worker.executor import LoopThread
@@ -51,7 +52,7 @@ def serve_worker(
     loop = LoopThread("shoal-runs")
     loop.start()
     broker = make_dramatiq_broker(settings.broker_url)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, settings=settings)
 
     async def _start() -> RunHost:
         host = RunHost.create(
@@ -70,7 +71,17 @@ def serve_worker(
     consumer = dramatiq.Worker(broker, queues={RUN_QUEUE}, worker_threads=threads)
     consumer.start()
     assert host.worker is not None
-    log.info("worker_started", worker_id=host.worker.worker_id, threads=threads)
+    metrics_server = None
+    if settings.worker_metrics_port is not None:
+        metrics_server = MetricsServer(
+            settings.worker_metrics_host, settings.worker_metrics_port, token=settings.metrics_token
+        ).start()
+    log.info(
+        "worker_started",
+        worker_id=host.worker.worker_id,
+        threads=threads,
+        metrics_port=metrics_server and metrics_server.port,
+    )
 
     stopping = threading.Event()
 
@@ -83,6 +94,8 @@ def serve_worker(
     stopping.wait()
     consumer.stop(timeout=2_000)  # stop claiming first
     loop.run(host.stop()).result()
+    if metrics_server is not None:
+        metrics_server.stop()
 
     async def _dispose() -> None:
         await engine.dispose()

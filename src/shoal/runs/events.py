@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.billing import service as billing
+from shoal.db.engine import read_factory
 from shoal.db.models import Message
 from shoal.db.session import unit_of_work
 from shoal.kit.ids import parse_id
@@ -29,6 +30,9 @@ from shoal.threads.repository import MessageRepository
 from shoal.threads.schemas import MessageRead
 
 log = structlog.get_logger(__name__)
+# A synchronous look at every event as it is emitted (tracing, metrics). It must not block:
+# it runs inside the engine's emit.
+EventObserver = Callable[[str, dict[str, Any]], None]
 # Events after which everything so far is stored before the engine goes on.
 # ``usage`` is one too: every LLM call is metered in the ledger and checked against the plan's
 # limit as it happens, not at the end of the run.
@@ -66,10 +70,16 @@ class RunEventLog:
         self._flush_task: asyncio.Task[None] | None = None
         self.fenced = False
         self._usage = [0, 0, 0]  # prompt tokens, completion tokens, micro-USD not yet stored
+        self.observers: list[EventObserver] = []
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         event = NewEvent(self.next_seq, type, data, utcnow())
         self.next_seq += 1
+        for observe in self.observers:
+            try:
+                observe(type, data)
+            except Exception:  # an observer's bug never costs the run
+                log.warning("event_observer_failed", exc_info=True)
         self._pending.append(event)
         if type == "usage":
             self._usage[0] += int(data.get("prompt_tokens") or 0)
@@ -107,16 +117,20 @@ class RunEventLog:
                 await self.write_pending(session)
 
     async def write_pending(self, session: AsyncSession, *, fenced: bool = True) -> None:
-        """Store pending events inside the caller's transaction (fencing it first)."""
+        """Store pending events inside the caller's transaction (fencing it first; the fence
+        also moves the row's ``last_event_seq`` to the batch's last seq)."""
         repo = RunRepository(session)
-        if fenced:
-            await repo.fence(
-                self.run_id, self.attempt, lease_seconds=self.runtime.settings.run_lease_seconds
-            )
         batch, self._pending = self._pending, []
         usage, self._usage = self._usage, [0, 0, 0]
         try:
-            await repo.insert_events(self.run_id, batch)
+            if fenced:
+                await repo.fence(
+                    self.run_id,
+                    self.attempt,
+                    lease_seconds=self.runtime.settings.run_lease_seconds,
+                    last_seq=batch[-1].seq if batch else 0,
+                )
+            await repo.insert_events(self.run_id, batch, bump=not fenced)
             if any(usage):
                 await repo.add_usage(
                     self.run_id,
@@ -170,12 +184,22 @@ class RunEventLog:
 class RunMessageStore:
     """MessageStore over the messages table, fenced by the run's attempt."""
 
-    def __init__(self, runtime: Runtime, events: RunEventLog) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        events: RunEventLog,
+        *,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.events = events
+        self._history = history  # read at the start of the run; answers the first listing
 
     async def list_llm_messages(self, thread_id: str) -> list[dict[str, Any]]:
-        async with self.runtime.session_factory() as session:
+        history, self._history = self._history, None
+        if history is not None and thread_id == str(self.events.thread_id):
+            return history
+        async with read_factory(self.runtime.session_factory)() as session:
             rows = await MessageRepository(session).llm_messages(uuid.UUID(thread_id))
             return [message_dict(m) for m in rows]
 
@@ -190,6 +214,7 @@ class RunMessageStore:
         message_id: str | None = None,
         agent_run_id: str | None = None,
     ) -> dict[str, Any]:
+        self._history = None  # the prefetched history no longer holds every message
         async with self.events._lock, unit_of_work(self.runtime.session_factory) as session:
             await self.events.write_pending(session)  # fences the transaction
             message = await MessageRepository(session).add(
@@ -208,6 +233,6 @@ class RunMessageStore:
         thread = parse_id(thread_id)
         if parsed is None or thread is None:
             return None
-        async with self.runtime.session_factory() as session:
+        async with read_factory(self.runtime.session_factory)() as session:
             message = await MessageRepository(session).get(thread, parsed)
             return None if message is None else message_dict(message)

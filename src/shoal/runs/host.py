@@ -15,8 +15,11 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shoal.config import Settings
+from shoal.db.engine import read_factory
 from shoal.llm.base import ChatModel
 from shoal.llm.factory import build_chat_model
+from shoal.observability.tracing import Tracer, create_tracer
+from shoal.runs.repository import RunRepository
 from shoal.runs.runtime import Runtime
 from shoal.runs.sweeper import Sweeper
 from shoal.runs.worker import RunWorker, new_worker_id
@@ -32,6 +35,7 @@ class RunHost:
     runtime: Runtime
     worker: RunWorker | None = None
     sweeper: Sweeper | None = None
+    tracer: Tracer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -55,8 +59,12 @@ class RunHost:
         host = cls(runtime)
         if execute:
             worker_id = new_worker_id(kind)
+            host.tracer = create_tracer(settings)  # None without Langfuse keys
             host.worker = RunWorker(
-                runtime, chat_model or build_chat_model(settings), worker_id=worker_id
+                runtime,
+                chat_model or build_chat_model(settings),
+                worker_id=worker_id,
+                tracer=host.tracer,
             )
             host.sweeper = Sweeper(runtime, worker_id=worker_id)
             if isinstance(broker, InProcessBroker):
@@ -96,6 +104,13 @@ class RunHost:
         self._tasks.clear()
         await self.runtime.broker.close()
         await self.runtime.bus.close()
+        if self.tracer is not None:
+            await self.tracer.aclose()  # bounded by SHOAL_TRACING_FLUSH_TIMEOUT_SECONDS
+
+    async def queue_depth(self) -> int:
+        """Queued runs across all processes (``shoal_queue_depth``, read at scrape time)."""
+        async with read_factory(self.runtime.session_factory)() as session:
+            return await RunRepository(session).count_queued()
 
     async def readiness(self) -> dict[str, str | int]:
         out: dict[str, str | int] = {}

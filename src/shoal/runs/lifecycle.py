@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.db.models import AgentRun
 from shoal.kit.time import utcnow
+from shoal.observability import metrics
 from shoal.runs.repository import NewEvent, RunRepository, event_dict
 from shoal.runs.runtime import Runtime, run_stream
 
@@ -32,14 +33,18 @@ async def write_events(
     events: Sequence[tuple[str, dict[str, Any]]],
     *,
     first_seq: int | None = None,
+    allocated: bool = False,
 ) -> list[dict[str, Any]]:
-    """Store events (allocating seqs unless the caller did) and publish them after commit."""
+    """Store events (allocating seqs unless the caller did) and publish them after commit.
+    ``allocated``: the caller already moved the row's ``last_event_seq`` past these seqs in
+    this transaction."""
     repo = RunRepository(session)
     if first_seq is None:
         first_seq = await repo.allocate_seq(run.id, len(events))
+        allocated = True
     now = utcnow()
     stored = [NewEvent(first_seq + i, kind, data, now) for i, (kind, data) in enumerate(events)]
-    await repo.insert_events(run.id, stored)
+    await repo.insert_events(run.id, stored, bump=not allocated)
     wire = [event_dict(run, e, run_id=run.id, thread_id=run.thread_id) for e in stored]
     runtime.after_commit_publish(session, run.id, wire)
     return wire
@@ -58,16 +63,27 @@ async def finish(
     """Move ``run`` to a terminal status, write its last event, wake the project's next run."""
     assert status in TERMINAL
     repo = RunRepository(session)
+    completed_at = utcnow()
+    started_at = run.started_at
+    values: dict[str, Any] = {}
+    if first_seq is not None:  # the caller's seq is past every stored one (it holds the run)
+        values["last_event_seq"] = first_seq
     await repo.set_status(
         run,
         status=status,
         error=error,
         finish_reason=finish_reason,
-        completed_at=utcnow(),
+        completed_at=completed_at,
         lease_expires_at=None,
+        **values,
     )
     await write_events(
-        session, runtime, run, [("run_status", status_data(run))], first_seq=first_seq
+        session,
+        runtime,
+        run,
+        [("run_status", status_data(run))],
+        first_seq=first_seq,
+        allocated=first_seq is not None,
     )
     wake: list[uuid.UUID] = []
     candidates = [await repo.next_queued(run.project_id)]
@@ -83,6 +99,15 @@ async def finish(
     async def _expire() -> None:
         await runtime.bus.expire(run_stream(run.id), ttl_seconds=600)
 
+    async def _count() -> None:
+        # Counted once the terminal write is durable (a fenced-out writer never counts).
+        metrics.RUNS_TOTAL.labels(status).inc()
+        if started_at is not None:  # a run that never started has no duration
+            metrics.RUN_DURATION_SECONDS.observe(
+                max(0.0, (completed_at - started_at).total_seconds())
+            )
+
     from shoal.db.session import on_commit
 
     on_commit(session, _expire)
+    on_commit(session, _count)

@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from shoal.accounts.repository import member_account_ids
@@ -133,6 +145,13 @@ class RunRepository(RepositoryBase):
         )
         return int(result.scalar_one())
 
+    async def count_queued(self) -> int:
+        """All queued runs (``shoal_queue_depth``; the status index keeps it cheap)."""
+        result = await self.session.execute(
+            select(func.count()).select_from(AgentRun).where(AgentRun.status == "queued")
+        )
+        return int(result.scalar_one())
+
     async def next_queued_of_account(self, account_id: uuid.UUID) -> AgentRun | None:
         """The account's oldest queued run in a project with nothing running."""
         running = select(AgentRun.project_id).where(AgentRun.status == "running")
@@ -165,50 +184,59 @@ class RunRepository(RepositoryBase):
         return run
 
     async def claim(
-        self, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float
+        self, run_id: uuid.UUID, *, worker_id: str, lease_seconds: float, reserve: int = 0
     ) -> AgentRun | None:
-        """``queued → running`` with a lease and a new attempt, atomically. None when the run is
-        not claimable (taken, stopped, finished) or its project already has a running run."""
+        """``queued → running`` with a lease and a new attempt, atomically, in one statement
+        that returns the fresh row. ``reserve`` seqs are allocated with it (the last of them is
+        the row's ``last_event_seq``). None when the run is not claimable (taken, stopped,
+        finished) or its project already has a running run."""
         now = utcnow()
+        statement = (
+            update(AgentRun)
+            .where(
+                AgentRun.id == run_id,
+                AgentRun.status == "queued",
+                AgentRun.stop_requested_at.is_(None),
+            )
+            .values(
+                status="running",
+                attempt=AgentRun.attempt + 1,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(AgentRun.started_at, now),
+                last_event_seq=AgentRun.last_event_seq + reserve,
+                updated_at=now,
+            )
+            .returning(AgentRun)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        # SQLite undoes just the failed statement; Postgres aborts the whole transaction
+        # unless the statement runs inside a savepoint.
+        savepoint = self.session.get_bind().dialect.name != "sqlite"
         try:
+            if not savepoint:
+                return (await self.session.execute(statement)).scalar_one_or_none()
             async with self.session.begin_nested():
-                result = await self.session.execute(
-                    update(AgentRun)
-                    .where(
-                        AgentRun.id == run_id,
-                        AgentRun.status == "queued",
-                        AgentRun.stop_requested_at.is_(None),
-                    )
-                    .values(
-                        status="running",
-                        attempt=AgentRun.attempt + 1,
-                        worker_id=worker_id,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds),
-                        started_at=func.coalesce(AgentRun.started_at, now),
-                        updated_at=now,
-                    )
-                    .returning(AgentRun.id)
-                )
-                claimed = result.scalar_one_or_none()
+                return (await self.session.execute(statement)).scalar_one_or_none()
         except IntegrityError:
             return None  # another run of the project is running; its end wakes this one
-        if claimed is None:
-            return None
-        run = await self.get(run_id)
-        if run is not None:
-            await self.session.refresh(run)
-        return run
 
     async def fence(
-        self, run_id: uuid.UUID, attempt: int, *, lease_seconds: float
+        self, run_id: uuid.UUID, attempt: int, *, lease_seconds: float, last_seq: int = 0
     ) -> datetime | None:
         """Renew the lease if this attempt still holds the run; return ``stop_requested_at``.
-        Raise :class:`Fenced` otherwise."""
+        Raise :class:`Fenced` otherwise. ``last_seq``: the highest seq this transaction stores
+        (``last_event_seq`` moves up to it in the same statement)."""
         now = utcnow()
+        values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_seconds)}
+        if last_seq:
+            values["last_event_seq"] = case(
+                (AgentRun.last_event_seq < last_seq, last_seq), else_=AgentRun.last_event_seq
+            )
         result = await self.session.execute(
             update(AgentRun)
             .where(AgentRun.id == run_id, AgentRun.attempt == attempt, AgentRun.status == "running")
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .values(**values)
             .returning(AgentRun.stop_requested_at)
         )
         row = result.first()
@@ -227,20 +255,32 @@ class RunRepository(RepositoryBase):
         )
         return int(result.scalar_one()) - count + 1
 
-    async def insert_events(self, run_id: uuid.UUID, events: Sequence[NewEvent]) -> None:
-        """Store events whose seqs the caller allocated; keeps ``last_event_seq`` in step."""
+    async def insert_events(
+        self, run_id: uuid.UUID, events: Sequence[NewEvent], *, bump: bool = True
+    ) -> None:
+        """Store events whose seqs the caller allocated; keeps ``last_event_seq`` in step
+        (``bump=False``: the caller already moved it in this transaction)."""
         if not events:
             return
-        self.session.add_all(
-            RunEvent(run_id=run_id, seq=e.seq, type=e.type, data=e.data, created_at=e.created_at)
-            for e in events
-        )
         await self.session.execute(
-            update(AgentRun)
-            .where(AgentRun.id == run_id, AgentRun.last_event_seq < events[-1].seq)
-            .values(last_event_seq=events[-1].seq)
+            insert(RunEvent),
+            [
+                {
+                    "run_id": run_id,
+                    "seq": e.seq,
+                    "type": e.type,
+                    "data": e.data,
+                    "created_at": e.created_at,
+                }
+                for e in events
+            ],
         )
-        await self.session.flush()
+        if bump:
+            await self.session.execute(
+                update(AgentRun)
+                .where(AgentRun.id == run_id, AgentRun.last_event_seq < events[-1].seq)
+                .values(last_event_seq=events[-1].seq)
+            )
 
     async def events_after(
         self, run_id: uuid.UUID, after: int, *, limit: int = 500, until: int | None = None
@@ -252,9 +292,16 @@ class RunRepository(RepositoryBase):
         return result.scalars().all()
 
     async def set_status(self, run: AgentRun, **values: Any) -> None:
+        """Update the row and ``run`` from it in one statement (UPDATE … RETURNING)."""
         values.setdefault("updated_at", utcnow())
-        await self.session.execute(update(AgentRun).where(AgentRun.id == run.id).values(**values))
-        await self.session.refresh(run)
+        result = await self.session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run.id)
+            .values(**values)
+            .returning(AgentRun)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        result.scalars().all()  # loading the returned row refreshes ``run`` (same identity)
 
     async def request_stop(self, run_id: uuid.UUID) -> None:
         now = utcnow()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import posixpath
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Query, Response
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from shoal.accounts.deps import ActingAccount, CurrentPrincipal
-from shoal.db.deps import ListQuery, SessionDep
-from shoal.errors import BadRequest, Gone, ValidationFailed
+from shoal.db.deps import ListQuery, ReadSessionDep, SessionDep
+from shoal.errors import BadRequest, Gone, PayloadTooLarge, ValidationFailed
 from shoal.kit.streams import parse_thread_event_id
 from shoal.kit.time import utcnow
 from shoal.runs import service
@@ -86,9 +88,15 @@ async def initiate_run(
     max_iterations: Annotated[int | None, Form()] = None,
     multitask_strategy: Annotated[str, Form()] = "interrupt",
     metadata: Annotated[str | None, Form(description="a JSON object")] = None,
+    files: Annotated[
+        list[UploadFile] | None,
+        File(description="files for the new project's /workspace (listed in the prompt)"),
+    ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Any:
-    """Create a project and a thread for `prompt` and start a run on it (multipart form)."""
+    """Create a project and a thread for `prompt` (+ `files` in its sandbox's `/workspace`,
+    listed in the prompt as `[Uploaded File: /workspace/x]`) and start a run on it."""
+    uploads = await _read_uploads(files or [], runtime.settings.sandbox_upload_max_bytes)
     fields: dict[str, Any] = {
         "prompt": prompt,
         "model_name": model_name,
@@ -117,7 +125,23 @@ async def initiate_run(
         thread = await thread_service.create_thread_for_prompt(
             session, principal, account_id=account_id, prompt=prompt
         )
-        run = await service.start(session, principal, runtime, thread=thread, body=body)
+        start = body
+        if uploads:
+            project = await thread_service.load_project(
+                session, principal, thread.project_id, write=True
+            )
+            uploaded = await runtime.sandboxes.upload_in(session, project, uploads)
+            listing = "\n".join(f"[Uploaded File: {path}]" for path in uploaded.paths)
+            start = body.model_copy(update={"prompt": f"{prompt}\n\n{listing}"})
+            try:
+                run = await service.start(session, principal, runtime, thread=thread, body=start)
+            except BaseException:  # refused (429, 402, …): the new project's files go too
+                await runtime.sandboxes.delete_at_provider(
+                    uploaded.sandbox_id, uploaded.provider_id
+                )
+                raise
+        else:
+            run = await service.start(session, principal, runtime, thread=thread, body=start)
         return InitiateStarted(
             agent_run_id=run.id, project_id=thread.project_id, thread_id=thread.thread_id
         )
@@ -127,9 +151,26 @@ async def initiate_run(
         account_id=account_id,
         route="initiate",
         key=idempotency_key,
-        request=body.model_dump(mode="json"),
+        request={
+            **body.model_dump(mode="json"),
+            "files": [[name, hashlib.sha256(data).hexdigest()] for name, data in uploads],
+        },
         accept=accept,
     )
+
+
+async def _read_uploads(files: list[UploadFile], limit: int) -> list[tuple[str, bytes]]:
+    """``(base name, bytes)`` of each upload; a nameless, hidden-path or oversized one → 4xx."""
+    out: list[tuple[str, bytes]] = []
+    for upload in files:
+        name = posixpath.basename((upload.filename or "").replace("\\", "/")).strip()
+        if name in ("", ".", "..") or "\x00" in name:
+            raise BadRequest(f"Uploaded file {upload.filename!r} needs a usable file name.")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{name} is larger than the upload limit of {limit} bytes.")
+        out.append((name, data))
+    return out
 
 
 @router.get("/threads/{thread_id}/agent-runs", response_model=RunList, responses=_NOT_FOUND)
@@ -241,7 +282,7 @@ def _check_retention(run: Any, runtime: RuntimeDep) -> None:
 async def stream_thread(
     thread: StreamableThread,
     runtime: RuntimeDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     after: Annotated[
         str | None, Query(description="an event id, or `now` for the live tail")
     ] = None,

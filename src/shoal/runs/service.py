@@ -200,6 +200,10 @@ async def start(
     await _check_account_cap(session, runtime, thread.account_id)
     options = body.model_dump(exclude={"prompt", "model_name", "agent_id", "metadata"})
     options["max_iterations"] = body.max_iterations or runtime.settings.engine_max_iterations
+    content = prompt_content or (
+        {"role": "user", "content": body.prompt} if body.prompt is not None else None
+    )
+    first_events = 1 if content is None else 2  # `queued`, then the user message
     run = await RunRepository(session).add(
         AgentRun(
             thread_id=thread.thread_id,
@@ -211,12 +215,10 @@ async def start(
             meta=body.metadata,
             status="queued",
             last_wakeup_at=utcnow(),
+            last_event_seq=first_events,  # a new run's seqs 1…n: no allocation needed
         )
     )
     events: list[tuple[str, dict[str, Any]]] = [("run_status", lifecycle.status_data(run))]
-    content = prompt_content or (
-        {"role": "user", "content": body.prompt} if body.prompt is not None else None
-    )
     if content is not None:
         message = await MessageRepository(session).add(
             thread.thread_id, type="user", content=content, agent_run_id=run.id
@@ -226,7 +228,7 @@ async def start(
         events.append(
             ("message", {"message": MessageRead.model_validate(message).model_dump(mode="json")})
         )
-    await lifecycle.write_events(session, runtime, run, events)
+    await lifecycle.write_events(session, runtime, run, events, first_seq=1, allocated=True)
     runtime.after_commit_wake(session, [run.id])
     runtime.after_commit_signal(session, thread_channel(thread.thread_id), str(run.id))
     return run
@@ -272,10 +274,12 @@ async def stop_active(
 
 
 def delete_hooks(runtime: Runtime) -> DeleteHooks:
-    """The runs layer's part in deleting projects and threads: stop their runs first."""
+    """The runs layer's part in deleting projects and threads: stop their runs first; a
+    project's sandbox (and its workspace) goes with it."""
 
     async def before_project(session: AsyncSession, project_id: uuid.UUID) -> None:
         await stop_active(session, runtime, project_id=project_id)
+        await runtime.sandboxes.before_project_delete(session, project_id)
 
     async def before_thread(session: AsyncSession, thread_id: uuid.UUID) -> None:
         await stop_active(session, runtime, thread_id=thread_id)

@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from shoal.db.engine import read_factory
 from shoal.db.models import AgentRun
 from shoal.kit.streams import thread_event_id
+from shoal.observability.metrics import SSE_SUBSCRIBERS
 from shoal.runs.lifecycle import TERMINAL
 from shoal.runs.repository import RunRepository, event_dict
 from shoal.runs.runtime import Runtime, run_stream, thread_channel
@@ -70,7 +72,7 @@ async def _stored(
 async def _read_stored(
     runtime: Runtime, run: AgentRun, after: int, until: int | None
 ) -> tuple[list[dict[str, Any]], AgentRun | None]:
-    async with runtime.session_factory() as session:
+    async with read_factory(runtime.session_factory)() as session:
         repo = RunRepository(session)
         rows = await repo.events_after(run.id, after, limit=PAGE, until=until)
         fresh = await repo.get(run.id)
@@ -120,15 +122,41 @@ class _RunCursor:
         return event
 
 
+async def _live_covers(runtime: Runtime, run_id: uuid.UUID, after: int) -> bool:
+    """Whether the live subscription alone delivers every event after ``after``: the
+    in-process bus (no Redis: looking costs nothing) still buffers the run from ``after + 1``.
+    Then the storage replay is skipped — a fresh run's stream starts without a database read;
+    a later gap is still filled from storage."""
+    if runtime.settings.redis_url is not None:
+        return False
+    buffered = await runtime.bus.buffered(run_stream(run_id), after=after)
+    return bool(buffered) and int(buffered[0]["seq"]) == after + 1
+
+
 async def run_events(
     runtime: Runtime, run: AgentRun, *, after: int, idle_check_seconds: float
 ) -> AsyncIterator[dict[str, Any]]:
-    """Events of ``run`` with ``seq > after``, ending with its terminal ``run_status``."""
+    """Events of ``run`` with ``seq > after``, ending with its terminal ``run_status``.
+    One subscriber of ``shoal_sse_subscribers`` while it is being read."""
+    SSE_SUBSCRIBERS.inc()
+    try:
+        async for event in _run_events(
+            runtime, run, after=after, idle_check_seconds=idle_check_seconds
+        ):
+            yield event
+    finally:
+        SSE_SUBSCRIBERS.dec()
+
+
+async def _run_events(
+    runtime: Runtime, run: AgentRun, *, after: int, idle_check_seconds: float
+) -> AsyncIterator[dict[str, Any]]:
     live = await _attach(runtime, run.id, after)
     cursor = _RunCursor(runtime, run, after)
     try:
-        async for event in cursor.from_storage():
-            yield event
+        if not await _live_covers(runtime, run.id, after):
+            async for event in cursor.from_storage():
+                yield event
         while not cursor.done:
             try:
                 event = await asyncio.wait_for(live.queue.get(), idle_check_seconds)
@@ -155,7 +183,7 @@ async def run_events(
 
 
 async def _runs_of_thread(runtime: Runtime, thread_id: uuid.UUID) -> list[AgentRun]:
-    async with runtime.session_factory() as session:
+    async with read_factory(runtime.session_factory)() as session:
         return list(await RunRepository(session).runs_of_thread(thread_id))
 
 
@@ -166,7 +194,25 @@ async def thread_events(
     position: tuple[uuid.UUID, int] | None,
     idle_check_seconds: float,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Events of every run of the thread in order, then of new runs as they start."""
+    """Events of every run of the thread in order, then of new runs as they start.
+    One subscriber of ``shoal_sse_subscribers`` while it is being read."""
+    SSE_SUBSCRIBERS.inc()
+    try:
+        async for item in _thread_events(
+            runtime, thread_id, position=position, idle_check_seconds=idle_check_seconds
+        ):
+            yield item
+    finally:
+        SSE_SUBSCRIBERS.dec()
+
+
+async def _thread_events(
+    runtime: Runtime,
+    thread_id: uuid.UUID,
+    *,
+    position: tuple[uuid.UUID, int] | None,
+    idle_check_seconds: float,
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     listener = runtime.bus.listen(thread_channel(thread_id))
     notified: asyncio.Queue[str] = asyncio.Queue()
 
@@ -193,7 +239,7 @@ async def thread_events(
                 start_after = {}
             pending = [r for r in runs if r.id not in done]
             for run in pending:
-                async for event in run_events(
+                async for event in _run_events(
                     runtime,
                     run,
                     after=start_after.get(run.id, 0),

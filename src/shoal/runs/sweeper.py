@@ -22,6 +22,7 @@ from sqlalchemy import update
 from shoal.db.models import AgentRun
 from shoal.db.session import unit_of_work
 from shoal.kit.time import utcnow
+from shoal.observability import metrics
 from shoal.runs import lifecycle
 from shoal.runs.repository import NewEvent, RunRepository
 from shoal.runs.runtime import Runtime, run_stream
@@ -114,6 +115,7 @@ class Sweeper:
                 },
                 first_seq=(recovered[-1].seq if recovered else last_seq) + 1,
             )
+        metrics.LEASE_EXPIRIES_TOTAL.inc()
         log.warning("run_worker_lost", run_id=str(run_id), attempt=attempt)
         return True
 

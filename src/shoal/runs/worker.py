@@ -14,25 +14,35 @@ import contextlib
 import os
 import socket
 import uuid
-from typing import Literal
+from dataclasses import replace
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.billing import service as billing
+from shoal.db.engine import saturated
 from shoal.db.session import unit_of_work
+from shoal.errors import NotFound
+from shoal.kit.time import utcnow
 from shoal.llm.base import ChatModel
 from shoal.llm.types import LLMError
+from shoal.observability import metrics
+from shoal.observability.tracing import Tracer
 from shoal.runs import lifecycle
 from shoal.runs.events import RunEventLog
-from shoal.runs.execute import RunSnapshot, execute_run
+from shoal.runs.execute import RunSnapshot, execute_run, prepare
 from shoal.runs.repository import Fenced, RunRepository
 from shoal.runs.runtime import Runtime, control_channel
 from shoal.runs.service import STOP
+from shoal.runs.tracing import RunTrace, TracedChatModel
 from shoal.worker.executor import Executor, ExecutorClosed
 
 log = structlog.get_logger(__name__)
 CancelReason = Literal["stop", "lost", "shutdown", "billing"]
+# (status, error, finish_reason) of an attempt; status "lost" when another party ended it.
+_Outcome = tuple[str, dict[str, str] | None, str | None]
+CLAIM_ATTEMPTS = 5
 
 
 def new_worker_id(kind: str) -> str:
@@ -40,10 +50,18 @@ def new_worker_id(kind: str) -> str:
 
 
 class RunWorker:
-    def __init__(self, runtime: Runtime, model: ChatModel, *, worker_id: str) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        model: ChatModel,
+        *,
+        worker_id: str,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.runtime = runtime
         self.model = model
         self.worker_id = worker_id
+        self.tracer = tracer
         self.executor = Executor(capacity=runtime.settings.worker_max_runs)
         self._reasons: dict[uuid.UUID, CancelReason] = {}
         self._engines: dict[uuid.UUID, asyncio.Task[object]] = {}
@@ -79,12 +97,20 @@ class RunWorker:
                 session, run_id
             ):
                 return None  # stays queued; the account's next terminal write wakes it
+            # One statement claims the run and reserves the seq of its `running` event.
             run = await RunRepository(session).claim(
-                run_id, worker_id=self.worker_id, lease_seconds=settings.run_lease_seconds
+                run_id,
+                worker_id=self.worker_id,
+                lease_seconds=settings.run_lease_seconds,
+                reserve=1,
             )
             if run is None:
                 return None
             snapshot = RunSnapshot.of(run)
+            with contextlib.suppress(NotFound):  # a deleted agent fails the run in execute_run
+                # Read in this transaction: no second one before the first model call.
+                snapshot = replace(snapshot, prepared=await prepare(session, snapshot))
+            waited = (utcnow() - run.created_at).total_seconds()
             run_id = run.id
             events = RunEventLog(
                 self.runtime,
@@ -96,14 +122,15 @@ class RunWorker:
                 project_id=run.project_id,
                 on_billing_limit=lambda: self._cancel(run_id, "billing"),
             )
-            seq = events.take_seq()
             await lifecycle.write_events(
                 session,
                 self.runtime,
                 run,
                 [("run_status", lifecycle.status_data(run))],
-                first_seq=seq,
+                first_seq=run.last_event_seq,
+                allocated=True,
             )
+        metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, waited))
         return snapshot, events
 
     async def _account_full(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
@@ -118,18 +145,53 @@ class RunWorker:
         limit = cap if cap is not None else settings.max_active_runs_per_account
         return await repo.count_running_for_account(run.account_id) >= limit
 
+    async def _claim_patiently(self, run_id: uuid.UUID) -> tuple[RunSnapshot, RunEventLog] | None:
+        """The claim, retried while the database is saturated (a burst of starts on SQLite):
+        giving up leaves the run queued until the sweeper wakes it again, much later."""
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                return await self._claim(run_id)
+            except Exception as exc:
+                if not saturated(exc) or attempt == CLAIM_ATTEMPTS - 1:
+                    raise
+                log.warning("claim_deferred_database_busy", run_id=str(run_id))
+                await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
+        return None
+
     async def _run(self, run_id: uuid.UUID) -> None:
-        claimed = await self._claim(run_id)
+        claimed = await self._claim_patiently(run_id)
         if claimed is None:
             return
         run, events = claimed
+        # The run's own log context (not that of the request whose wake-up started it).
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             run_id=str(run.id),
             thread_id=str(run.thread_id),
             account_id=str(run.account_id),
             attempt=run.attempt,
         )
-        engine = asyncio.create_task(execute_run(self.runtime, self.model, run, events))
+        metrics.ACTIVE_RUNS.inc()
+        events.observers.append(_FirstToken())
+        trace = RunTrace(self.tracer, run) if self.tracer is not None else None
+        outcome: _Outcome = ("lost", None, None)
+        try:
+            if trace is not None:
+                events.observers.append(trace.on_event)
+            outcome = await self._execute(run, events, trace)
+        finally:
+            metrics.ACTIVE_RUNS.dec()
+            if trace is not None:
+                status, error, finish_reason = outcome
+                trace.finish(status=status, error=error, finish_reason=finish_reason)
+
+    async def _execute(
+        self, run: RunSnapshot, events: RunEventLog, trace: RunTrace | None
+    ) -> _Outcome:
+        """Run the engine under watch, then write the terminal status; the outcome (status
+        ``lost`` when the run is no longer ours) is returned for the trace."""
+        model = self.model if trace is None else TracedChatModel(self.model, trace)
+        engine = asyncio.create_task(execute_run(self.runtime, model, run, events))
         self._engines[run.id] = engine
         watchers = [
             asyncio.create_task(self._listen_for_stop(run)),
@@ -148,7 +210,7 @@ class RunWorker:
                     await engine
             if reason == "lost":
                 log.warning("run_lease_lost")
-                return
+                return "lost", None, None
             status = "stopped" if reason == "stop" else "failed"
             if reason == "billing":
                 error = {
@@ -162,9 +224,10 @@ class RunWorker:
                 }
         except LLMError as exc:
             status, error = "failed", {"code": "llm_error", "message": str(exc)}
+            metrics.LLM_ERRORS_TOTAL.labels(metrics.provider_of(run.model_name)).inc()
         except Fenced:
             log.warning("run_lease_lost")
-            return
+            return "lost", None, None
         except Exception as exc:
             log.exception("run_crashed")
             status, error = (
@@ -180,7 +243,12 @@ class RunWorker:
             self._engines.pop(run.id, None)
             self._reasons.pop(run.id, None)
             await events.close()
-        await self._finish(run, events, status=status, error=error, finish_reason=finish_reason)
+        finish_reason = finish_reason if status == "completed" else None
+        if not await self._finish(
+            run, events, status=status, error=error, finish_reason=finish_reason
+        ):
+            return "lost", None, None
+        return status, error, finish_reason
 
     async def _finish(
         self,
@@ -190,7 +258,7 @@ class RunWorker:
         status: str,
         error: dict[str, str] | None,
         finish_reason: str | None,
-    ) -> None:
+    ) -> bool:
         try:
             async with events._lock, unit_of_work(self.runtime.session_factory) as session:
                 await events.write_pending(session)  # fences this transaction
@@ -202,13 +270,14 @@ class RunWorker:
                     row,
                     status=status,
                     error=error,
-                    finish_reason=finish_reason if status == "completed" else None,
+                    finish_reason=finish_reason,
                     first_seq=events.take_seq(),
                 )
         except Fenced:
             log.warning("run_lease_lost_at_finish")  # someone else ended it: not ours to report
-            return
+            return False
         log.info("run_finished", status=status, error=error and error["code"])
+        return True
 
     async def _listen_for_stop(self, run: RunSnapshot) -> None:
         async for message in self.runtime.bus.listen(control_channel(run.id)):
@@ -231,3 +300,18 @@ class RunWorker:
             except Exception:
                 log.exception("heartbeat_failed")
             await asyncio.sleep(settings.run_heartbeat_seconds)
+
+
+class _FirstToken:
+    """``shoal_time_to_first_token_seconds``: from the claim (the worker starting the run) to
+    the run's first streamed assistant text. Queue wait is measured separately."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.get_running_loop().time()
+        self.seen = False
+
+    def __call__(self, type: str, _data: dict[str, Any]) -> None:
+        if type == "text_delta" and not self.seen:
+            self.seen = True
+            elapsed = asyncio.get_running_loop().time() - self.started
+            metrics.TIME_TO_FIRST_TOKEN_SECONDS.observe(elapsed)
