@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
+from shoal.runs.events import RunEventLog, RunMessageStore
+from shoal.runs.runtime import run_stream
 from shoal.streaming.sse import SSEEvent
 from tests.conftest import TestUser
 from tests.runs.conftest import (
@@ -177,3 +180,92 @@ async def test_subscribers_hanging_up_mid_replay_leave_the_database_usable(
             client.post("/api/threads", json={"name": "after"}, headers=user.headers), 3.0
         )
         assert response.status_code == 201, response.text
+
+
+async def test_after_now_skips_what_a_live_run_published_before_the_connect(
+    client: httpx.AsyncClient,
+    http: httpx.AsyncClient,
+    user: TestUser,
+    app: FastAPI,
+    chat_model: PromptModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live run's newest events may be published but not stored yet (the writer flushes in
+    batches, up to 250 ms apart). ``?after=now`` must start after them, while a stream from
+    the start (or a cursor before them) still gets them exactly once."""
+    monkeypatch.setattr(RunEventLog, "_flush_soon", lambda self: None)  # the tail stays unstored
+    thread_id, _ = await new_thread(client, user)
+    run_id = await start_run(client, user, thread_id, "stall")
+    await chat_model.wait_stalled()
+    tail = await stored_events(app, run_id)
+    buffered = await app.state.runtime.bus.buffered(run_stream(run_id), after=tail[-1]["seq"])
+    assert [e["type"] for e in buffered] == ["text_delta"]  # published live, not yet stored
+    before = buffered[-1]["seq"]
+
+    now = await http.send(
+        http.build_request("GET", f"{_url(thread_id)}?after=now", headers=user.headers),
+        stream=True,
+    )
+    start = await http.send(
+        http.build_request("GET", _url(thread_id), headers=user.headers), stream=True
+    )
+    try:
+        now_reader, start_reader = StreamReader(now), StreamReader(start)
+        head = await start_reader.until(lambda e: e.data["type"] == "text_delta")
+        stop = await client.post(f"/api/agent-run/{run_id}/stop", headers=user.headers)
+        assert stop.status_code == 202
+        after_now = await now_reader.until(_of_run(run_id))
+        from_start = head + await start_reader.until(_of_run(run_id))
+    finally:
+        await now.aclose()
+        await start.aclose()
+    assert [e.data["seq"] for e in after_now if e.data["seq"] <= before] == []
+    assert after_now[-1].data["data"]["status"] == "stopped"
+    stored = await stored_events(app, run_id)
+    assert _data(after_now) == stored[before:]
+    assert _data(from_start) == stored  # the unflushed delta too, once
+
+
+async def test_stream_cursor_taken_right_after_a_message_is_stored(
+    client: httpx.AsyncClient,
+    http: httpx.AsyncClient,
+    user: TestUser,
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The history is read the moment the worker has stored the assistant message: the
+    ``stream_cursor`` of that history must already include the message, so the stream resumed
+    with it does not deliver the message a second time."""
+    stored_one = asyncio.Event()
+    release = asyncio.Event()
+    original = RunMessageStore.add_message
+
+    async def pausing(self: RunMessageStore, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        message = await original(self, *args, **kwargs)
+        if kwargs.get("type") == "assistant" and not stored_one.is_set():
+            stored_one.set()
+            await release.wait()
+        return message
+
+    monkeypatch.setattr(RunMessageStore, "add_message", pausing)
+    thread_id, _ = await new_thread(client, user)
+    run_id = await start_run(client, user, thread_id, "hello")
+    await asyncio.wait_for(stored_one.wait(), 30)
+
+    page = (await client.get(f"/api/threads/{thread_id}/messages", headers=user.headers)).json()
+    assert [m["type"] for m in page["messages"]] == ["user", "assistant"]
+    history_ids = {m["message_id"] for m in page["messages"]}
+    headers = {**user.headers, "Last-Event-ID": page["stream_cursor"]}
+    async with http.stream("GET", _url(thread_id), headers=headers) as response:
+        reader = StreamReader(response)
+        release.set()
+        received = _data(await reader.until(_of_run(run_id)))
+    repeated = [
+        e["data"]["message"]["type"]
+        for e in received
+        if e["type"] == "message" and e["data"]["message"]["message_id"] in history_ids
+    ]
+    assert repeated == []
+    stored = await stored_events(app, run_id)
+    assert received == stored[len(stored) - len(received) :]
+    assert received[-1]["data"]["status"] == "completed"

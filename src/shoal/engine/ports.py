@@ -21,7 +21,13 @@ StoredMessage: TypeAlias = dict[str, Any]
 
 
 class MessageStore(Protocol):
-    """A thread's messages, in order."""
+    """A thread's messages, in order.
+
+    ``announces_messages``: whether ``add_message`` also emits the message's ``message`` event
+    itself (the run worker's store writes the row and the event in one transaction, so no
+    reader sees one without the other); when false the engine emits it after the store."""
+
+    announces_messages: bool
 
     async def list_llm_messages(self, thread_id: str) -> list[StoredMessage]:
         """Every message with ``is_llm_message`` true, oldest first."""
@@ -58,6 +64,8 @@ def new_message_id() -> str:
 
 class InMemoryMessageStore:
     """A ``MessageStore`` in a dict (tests, benchmarks)."""
+
+    announces_messages = False
 
     def __init__(self) -> None:
         self._threads: dict[str, list[StoredMessage]] = {}

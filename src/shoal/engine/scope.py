@@ -38,7 +38,8 @@ class RunScope:
         metadata: dict[str, Any] | None = None,
         message_id: str | None = None,
     ) -> StoredMessage:
-        """Persist a message, then announce it with a ``message`` event."""
+        """Persist a message and announce it with a ``message`` event (the store's job when
+        it ``announces_messages``: then both are durable together)."""
         stored = await self.store.add_message(
             self.thread_id,
             type=type,
@@ -48,7 +49,8 @@ class RunScope:
             message_id=message_id,
             agent_run_id=self.run_id,
         )
-        await self.emit(ev.MESSAGE, {"message": stored})
+        if not self.store.announces_messages:
+            await self.emit(ev.MESSAGE, {"message": stored})
         return stored
 
     async def record_usage(self, usage: Usage) -> None:

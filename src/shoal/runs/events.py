@@ -4,7 +4,8 @@
 read at claim time), publishes each one live at once, and stores them in batches — at least
 every ``SHOAL_EVENT_FLUSH_MS`` and at every message boundary — in transactions fenced by the
 run's attempt. :class:`RunMessageStore` is the MessageStore: message writes are fenced too, and
-flush the events emitted before them in the same transaction.
+store the events emitted before them and the message's own ``message`` event in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shoal.billing import service as billing
 from shoal.db.engine import read_factory
 from shoal.db.models import Message
-from shoal.db.session import unit_of_work
+from shoal.db.session import on_commit, unit_of_work
 from shoal.kit.ids import parse_id
 from shoal.kit.time import utcnow
 from shoal.runs.repository import Fenced, NewEvent, RunRepository, event_dict
@@ -75,11 +76,7 @@ class RunEventLog:
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         event = NewEvent(self.next_seq, type, data, utcnow())
         self.next_seq += 1
-        for observe in self.observers:
-            try:
-                observe(type, data)
-            except Exception:  # an observer's bug never costs the run
-                log.warning("event_observer_failed", exc_info=True)
+        self.observe(type, data)
         self._pending.append(event)
         if type == "usage":
             self._usage[0] += int(data.get("prompt_tokens") or 0)
@@ -94,6 +91,13 @@ class RunEventLog:
         elif self._timer is None:
             delay = self.runtime.settings.event_flush_ms / 1000
             self._timer = asyncio.get_running_loop().call_later(delay, self._flush_soon)
+
+    def observe(self, type: str, data: dict[str, Any]) -> None:
+        for observe in self.observers:
+            try:
+                observe(type, data)
+            except Exception:  # an observer's bug never costs the run
+                log.warning("event_observer_failed", exc_info=True)
 
     def _flush_soon(self) -> None:
         self._timer = None
@@ -116,9 +120,12 @@ class RunEventLog:
             async with unit_of_work(self.runtime.session_factory) as session:
                 await self.write_pending(session)
 
-    async def write_pending(self, session: AsyncSession, *, fenced: bool = True) -> None:
+    async def write_pending(
+        self, session: AsyncSession, *, fenced: bool = True, through: int = 0
+    ) -> None:
         """Store pending events inside the caller's transaction (fencing it first; the fence
-        also moves the row's ``last_event_seq`` to the batch's last seq)."""
+        also moves the row's ``last_event_seq`` to the batch's last seq, or to ``through``
+        when the transaction goes on to store a seq the caller reserved)."""
         repo = RunRepository(session)
         batch, self._pending = self._pending, []
         usage, self._usage = self._usage, [0, 0, 0]
@@ -128,7 +135,7 @@ class RunEventLog:
                     self.run_id,
                     self.attempt,
                     lease_seconds=self.runtime.settings.run_lease_seconds,
-                    last_seq=batch[-1].seq if batch else 0,
+                    last_seq=max(batch[-1].seq if batch else 0, through),
                 )
             await repo.insert_events(self.run_id, batch, bump=not fenced)
             if any(usage):
@@ -172,6 +179,14 @@ class RunEventLog:
         self.next_seq += 1
         return seq
 
+    def give_back(self, seq: int) -> None:
+        """Return a seq from :meth:`take_seq` whose event was never stored, so the run's seqs
+        stay gapless (possible while nothing was numbered after it)."""
+        if self.next_seq == seq + 1:
+            self.next_seq = seq
+        else:
+            log.warning("event_seq_skipped", run_id=str(self.run_id), seq=seq)
+
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -182,7 +197,13 @@ class RunEventLog:
 
 
 class RunMessageStore:
-    """MessageStore over the messages table, fenced by the run's attempt."""
+    """MessageStore over the messages table, fenced by the run's attempt.
+
+    It announces each message itself: the row and its ``message`` event commit in one
+    transaction, so a reader never sees one without the other (the messages list's
+    ``stream_cursor`` is exactly where its history ends)."""
+
+    announces_messages = True
 
     def __init__(
         self,
@@ -215,18 +236,39 @@ class RunMessageStore:
         agent_run_id: str | None = None,
     ) -> dict[str, Any]:
         self._history = None  # the prefetched history no longer holds every message
-        async with self.events._lock, unit_of_work(self.runtime.session_factory) as session:
-            await self.events.write_pending(session)  # fences the transaction
-            message = await MessageRepository(session).add(
-                uuid.UUID(thread_id),
-                type=type,
-                content=content,
-                is_llm_message=is_llm_message,
-                metadata=metadata,
-                agent_run_id=self.events.run_id,
-                message_id=parse_id(message_id) if message_id else None,
-            )
-            return message_dict(message)
+        events = self.events
+        committed = False
+
+        async def mark_committed() -> None:
+            nonlocal committed
+            committed = True
+
+        async with events._lock:
+            seq = events.take_seq()  # the `message` event's, numbered before anything after it
+            try:
+                async with unit_of_work(self.runtime.session_factory) as session:
+                    on_commit(session, mark_committed)
+                    await events.write_pending(session, through=seq)  # fences the transaction
+                    message = await MessageRepository(session).add(
+                        uuid.UUID(thread_id),
+                        type=type,
+                        content=content,
+                        is_llm_message=is_llm_message,
+                        metadata=metadata,
+                        agent_run_id=events.run_id,
+                        message_id=parse_id(message_id) if message_id else None,
+                    )
+                    stored = message_dict(message)
+                    event = NewEvent(seq, "message", {"message": stored}, utcnow())
+                    await RunRepository(session).insert_events(events.run_id, [event], bump=False)
+                    wire = event_dict(None, event, run_id=events.run_id, thread_id=events.thread_id)
+                    self.runtime.after_commit_publish(session, events.run_id, [wire])
+            except BaseException:
+                if not committed:
+                    events.give_back(seq)
+                raise
+        events.observe("message", {"message": stored})
+        return stored
 
     async def get_message(self, thread_id: str, message_id: str) -> dict[str, Any] | None:
         parsed = parse_id(message_id)

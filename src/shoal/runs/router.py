@@ -24,7 +24,7 @@ from shoal.runs.deps import ReadableRun, RuntimeDep, StreamableRun, StreamableTh
 from shoal.runs.lifecycle import TERMINAL
 from shoal.runs.repository import RunRepository
 from shoal.runs.schemas import InitiateStarted, RunList, RunRead, RunStart, RunStarted
-from shoal.runs.stream import run_events, thread_events
+from shoal.runs.stream import Position, live_start, run_events, thread_events
 from shoal.threads import service as thread_service
 from shoal.threads.deps import ReadableThread, WritableThread
 
@@ -291,11 +291,10 @@ async def stream_thread(
     """Events of all the thread's runs in order, staying open for new runs. Event ids are
     opaque; resume with `Last-Event-ID` (or the messages list's `stream_cursor`)."""
     raw = _cursor(after, last_event_id)
-    position: tuple[Any, int] | None = None
-    if raw == "now":
+    position: Position = None
+    if raw == "now":  # after what is already published live (stored or not)
         runs = await RunRepository(session).runs_of_thread(thread.thread_id)
-        if runs:
-            position = (runs[-1].id, runs[-1].last_event_seq)
+        position = await live_start(runtime, runs)
     elif raw:
         position = parse_thread_event_id(raw)
         if position is None:

@@ -4,6 +4,10 @@ Every event is delivered exactly once and in order, whether the run is live or f
 live side may lose events (a bus outage); a gap in ``seq`` is filled from the database, and a
 quiet live side is checked against the database at every ping so a terminal event that never
 reached the bus still ends the stream.
+
+Deleting a thread (or its project) ends its streams: the delete signals :data:`DELETED` on the
+thread's channel after it commits (at once, in every process), and a quiet stream checks at
+every ping that its run or thread still exists (in case that signal was lost).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,9 +26,11 @@ from shoal.observability.metrics import SSE_SUBSCRIBERS
 from shoal.runs.lifecycle import TERMINAL
 from shoal.runs.repository import RunRepository, event_dict
 from shoal.runs.runtime import Runtime, run_stream, thread_channel
+from shoal.threads.repository import ThreadRepository
 
 PAGE = 500
 GAP_POLL_SECONDS = 0.05
+DELETED = "deleted"  # on a thread's channel: the thread is gone, its streams end
 T = TypeVar("T")
 
 
@@ -32,14 +38,36 @@ def is_terminal(event: dict[str, Any]) -> bool:
     return event.get("type") == "run_status" and event.get("data", {}).get("status") in TERMINAL
 
 
+class Closer:
+    """Ends the run streams it watches: :meth:`close` wakes each one's live queue with
+    ``None`` (their thread was deleted)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
+
+    def close(self) -> None:
+        self.closed = True
+        for queue in self._queues:
+            queue.put_nowait(None)
+
+    def watch(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._queues.add(queue)
+        if self.closed:
+            queue.put_nowait(None)
+
+    def unwatch(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._queues.discard(queue)
+
+
 @dataclass
 class _Live:
-    queue: asyncio.Queue[dict[str, Any]]
+    queue: asyncio.Queue[dict[str, Any] | None]
     task: asyncio.Task[None]
 
 
 async def _attach(runtime: Runtime, run_id: uuid.UUID, after: int) -> _Live:
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     subscription = runtime.bus.subscribe(run_stream(run_id), after=after)
 
     async def pump() -> None:
@@ -133,25 +161,60 @@ async def _live_covers(runtime: Runtime, run_id: uuid.UUID, after: int) -> bool:
     return bool(buffered) and int(buffered[0]["seq"]) == after + 1
 
 
+async def _watch_thread(
+    runtime: Runtime, thread_id: uuid.UUID, closer: Closer, runs: asyncio.Queue[str] | None = None
+) -> None:
+    """Close ``closer`` when the thread is deleted; pass other messages (new runs) on."""
+    listener = runtime.bus.listen(thread_channel(thread_id))
+    try:
+        async for message in listener:
+            if message == DELETED:
+                closer.close()
+            if runs is not None:
+                runs.put_nowait(message)
+            if closer.closed:
+                return
+    finally:
+        close = getattr(listener, "aclose", None)  # every bus's listener has it (bus.py)
+        if close is not None:
+            await close()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 async def run_events(
     runtime: Runtime, run: AgentRun, *, after: int, idle_check_seconds: float
 ) -> AsyncIterator[dict[str, Any]]:
-    """Events of ``run`` with ``seq > after``, ending with its terminal ``run_status``.
-    One subscriber of ``shoal_sse_subscribers`` while it is being read."""
+    """Events of ``run`` with ``seq > after``, ending with its terminal ``run_status`` (or
+    when the run is deleted with its thread). One subscriber of ``shoal_sse_subscribers``
+    while it is being read."""
     SSE_SUBSCRIBERS.inc()
+    closer = Closer()
+    watcher = asyncio.create_task(_watch_thread(runtime, run.thread_id, closer))
     try:
         async for event in _run_events(
-            runtime, run, after=after, idle_check_seconds=idle_check_seconds
+            runtime, run, after=after, idle_check_seconds=idle_check_seconds, closer=closer
         ):
             yield event
     finally:
+        await _cancel(watcher)
         SSE_SUBSCRIBERS.dec()
 
 
 async def _run_events(
-    runtime: Runtime, run: AgentRun, *, after: int, idle_check_seconds: float
+    runtime: Runtime,
+    run: AgentRun,
+    *,
+    after: int,
+    idle_check_seconds: float,
+    closer: Closer,
 ) -> AsyncIterator[dict[str, Any]]:
     live = await _attach(runtime, run.id, after)
+    closer.watch(live.queue)
     cursor = _RunCursor(runtime, run, after)
     try:
         if not await _live_covers(runtime, run.id, after):
@@ -159,12 +222,16 @@ async def _run_events(
                 yield event
         while not cursor.done:
             try:
-                event = await asyncio.wait_for(live.queue.get(), idle_check_seconds)
+                live_event = await asyncio.wait_for(live.queue.get(), idle_check_seconds)
             except TimeoutError:
-                # Quiet: storage may hold what the bus lost (or the run ended without a word).
+                # Quiet: storage may hold what the bus lost (or the run ended without a word,
+                # or is gone with its thread).
                 async for stored in cursor.from_storage():
                     yield stored
                 continue
+            if live_event is None:  # the thread was deleted
+                return
+            event = live_event
             if event["seq"] <= cursor.last:
                 continue
             if event["seq"] > cursor.last + 1:  # a gap: fill it from storage first
@@ -174,28 +241,70 @@ async def _run_events(
                     continue
             yield cursor._advance(event)
     finally:
-        live.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await live.task
+        closer.unwatch(live.queue)
+        await _cancel(live.task)
 
 
 # -- thread stream -------------------------------------------------------------------------------
 
 
-async def _runs_of_thread(runtime: Runtime, thread_id: uuid.UUID) -> list[AgentRun]:
+@dataclass(frozen=True)
+class Start:
+    """Where a thread stream starts: runs already delivered, and the seq to continue after
+    for others (default 0)."""
+
+    done: frozenset[uuid.UUID]
+    after: dict[uuid.UUID, int]
+
+
+# A thread-stream cursor ``(run_id, seq)``, a resolved :class:`Start`, or None (from the start).
+Position = tuple[uuid.UUID, int] | Start | None
+
+
+async def _runs_of_thread(runtime: Runtime, thread_id: uuid.UUID) -> list[AgentRun] | None:
+    """The thread's runs, oldest first; None when the thread no longer exists."""
     async with read_factory(runtime.session_factory)() as session:
+        if not await ThreadRepository(session).exists(thread_id):
+            return None
         return list(await RunRepository(session).runs_of_thread(thread_id))
+
+
+async def _live_tail(runtime: Runtime, run: AgentRun) -> int:
+    """The seq of ``run``'s newest event, published live but perhaps not stored yet (the
+    writer flushes in batches): ``?after=now`` starts after it, not at ``last_event_seq``."""
+    buffered = await runtime.bus.buffered(run_stream(run.id), after=run.last_event_seq)
+    return max([run.last_event_seq, *(int(e["seq"]) for e in buffered)])
+
+
+async def live_start(runtime: Runtime, runs: Sequence[AgentRun]) -> Start:
+    """``?after=now``: finished runs are done, active ones continue after their live tail.
+    Resolved before the stream's response starts, so a run started after that is new."""
+    done = frozenset(r.id for r in runs if r.status in TERMINAL)
+    return Start(done, {r.id: await _live_tail(runtime, r) for r in runs if r.id not in done})
+
+
+def _start(runs: list[AgentRun], position: tuple[uuid.UUID, int] | Start) -> Start:
+    """A cursor's run continues after its seq and every run before it is done (a cursor of
+    a run that is gone starts from the beginning)."""
+    if isinstance(position, Start):
+        return position
+    ids = [r.id for r in runs]
+    if position[0] not in ids:
+        return Start(frozenset(), {})
+    return Start(frozenset(ids[: ids.index(position[0])]), {position[0]: position[1]})
 
 
 async def thread_events(
     runtime: Runtime,
     thread_id: uuid.UUID,
     *,
-    position: tuple[uuid.UUID, int] | None,
+    position: Position,
     idle_check_seconds: float,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Events of every run of the thread in order, then of new runs as they start.
-    One subscriber of ``shoal_sse_subscribers`` while it is being read."""
+    """Events of every run of the thread in order, then of new runs as they start; ends when
+    the thread is deleted. One subscriber of ``shoal_sse_subscribers`` while it is being read.
+    ``position``: a thread-stream cursor ``(run_id, seq)``, a :func:`live_start` (``now``) or
+    None (from the thread's first run)."""
     SSE_SUBSCRIBERS.inc()
     try:
         async for item in _thread_events(
@@ -210,48 +319,39 @@ async def _thread_events(
     runtime: Runtime,
     thread_id: uuid.UUID,
     *,
-    position: tuple[uuid.UUID, int] | None,
+    position: Position,
     idle_check_seconds: float,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    listener = runtime.bus.listen(thread_channel(thread_id))
     notified: asyncio.Queue[str] = asyncio.Queue()
-
-    async def pump() -> None:
-        async for message in listener:
-            notified.put_nowait(message)
-
-    pump_task = asyncio.create_task(pump())
+    closer = Closer()
+    watcher = asyncio.create_task(_watch_thread(runtime, thread_id, closer, notified))
     await asyncio.sleep(0)
     done: set[uuid.UUID] = set()
+    start_after: dict[uuid.UUID, int] = {}
     try:
-        while True:
+        while not closer.closed:
             runs = await _uncancellable(_runs_of_thread(runtime, thread_id))
+            if runs is None:  # deleted (and the signal lost, or not yet here)
+                return
             if position is not None:
-                ids = [r.id for r in runs]
-                if position[0] in ids:
-                    index = ids.index(position[0])
-                    done.update(ids[:index])
-                    start_after = {position[0]: position[1]}
-                else:
-                    start_after = {}
-                position = None
-            else:
-                start_after = {}
+                start = _start(runs, position)
+                done, start_after, position = set(start.done), dict(start.after), None
             pending = [r for r in runs if r.id not in done]
             for run in pending:
                 async for event in _run_events(
                     runtime,
                     run,
-                    after=start_after.get(run.id, 0),
+                    after=start_after.pop(run.id, 0),
                     idle_check_seconds=idle_check_seconds,
+                    closer=closer,
                 ):
                     yield thread_event_id(run.id, event["seq"]), event
+                if closer.closed:
+                    return
                 done.add(run.id)
             if pending:
                 continue  # runs may have started meanwhile
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(notified.get(), idle_check_seconds)
     finally:
-        pump_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump_task
+        await _cancel(watcher)

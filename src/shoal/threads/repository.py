@@ -197,6 +197,18 @@ class ThreadRepository(RepositoryBase):
         if found.first() is None:
             raise NotFound("Agent not found.")
 
+    async def ids_in_project(self, project_id: uuid.UUID) -> list[uuid.UUID]:
+        result = await self.session.execute(
+            select(Thread.thread_id).where(Thread.project_id == project_id)
+        )
+        return list(result.scalars().all())
+
+    async def exists(self, thread_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            select(Thread.thread_id).where(Thread.thread_id == thread_id)
+        )
+        return result.first() is not None
+
     async def delete(self, thread_id: uuid.UUID) -> None:
         """Delete the thread; the database cascades to its messages."""
         await self.session.execute(
@@ -269,28 +281,51 @@ class MessageRepository(RepositoryBase):
         )
         return result.scalar_one_or_none()
 
-    async def stream_position(self, thread_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
-        """(run_id, seq) of the thread's newest stored ``message`` event: the thread stream
-        continues right after the stored history from there."""
-        result = await self.session.execute(
-            select(RunEvent.run_id, RunEvent.seq)
+    @staticmethod
+    def _newest_message_event(thread_id: uuid.UUID, column: Any) -> Any:
+        """``column`` of the thread's newest stored ``message`` event, as a scalar subquery."""
+        return (
+            select(column)
             .join(AgentRun, AgentRun.id == RunEvent.run_id)
             .where(AgentRun.thread_id == thread_id, RunEvent.type == "message")
             .order_by(AgentRun.created_at.desc(), AgentRun.id.desc(), RunEvent.seq.desc())
             .limit(1)
+            .scalar_subquery()
+        )
+
+    async def stream_position(self, thread_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+        """(run_id, seq) of the thread's newest stored ``message`` event: the thread stream
+        continues right after the stored history from there."""
+        result = await self.session.execute(
+            select(
+                self._newest_message_event(thread_id, RunEvent.run_id),
+                self._newest_message_event(thread_id, RunEvent.seq),
+            )
         )
         row = result.first()
-        return None if row is None else (row[0], int(row[1]))
+        return None if row is None or row[0] is None else (row[0], int(row[1]))
 
-    async def page(
+    async def page_and_position(
         self, thread_id: uuid.UUID, *, after: SeqCursor | None, limit: int
-    ) -> Page[Message]:
-        """The thread's messages oldest → newest by ``seq``."""
-        query = select(Message).where(Message.thread_id == thread_id)
+    ) -> tuple[Page[Message], tuple[uuid.UUID, int] | None]:
+        """A page of the thread's messages (oldest → newest by ``seq``) and the
+        :meth:`stream_position`, read by ONE statement so both see the same snapshot (two
+        statements under READ COMMITTED could straddle a commit, and the cursor would then
+        skip or repeat a message)."""
+        query = select(
+            Message,
+            self._newest_message_event(thread_id, RunEvent.run_id),
+            self._newest_message_event(thread_id, RunEvent.seq),
+        ).where(Message.thread_id == thread_id)
         if after is not None:
             query = query.where(Message.seq > after.seq)
         query = query.order_by(Message.seq.asc()).limit(limit + 1)
-        rows = list((await self.session.execute(query)).scalars().all())
+        found = list((await self.session.execute(query)).all())
+        if not found:  # nothing on this page to be consistent with
+            return Page([], None), await self.stream_position(thread_id)
+        first = found[0]
+        position = None if first[1] is None else (first[1], int(first[2]))
+        rows = [r[0] for r in found]
         if len(rows) <= limit:
-            return Page(rows, None)
-        return Page(rows[:limit], SeqCursor(rows[limit - 1].seq).encode())
+            return Page(rows, None), position
+        return Page(rows[:limit], SeqCursor(rows[limit - 1].seq).encode()), position

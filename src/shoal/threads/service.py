@@ -239,8 +239,7 @@ async def list_messages(
 ) -> MessagePage:
     after = None if cursor is None else SeqCursor.decode(cursor)
     repo = MessageRepository(session)
-    page = await repo.page(thread.thread_id, after=after, limit=limit)
-    position = await repo.stream_position(thread.thread_id)
+    page, position = await repo.page_and_position(thread.thread_id, after=after, limit=limit)
     return MessagePage(
         messages=page.items,
         next_cursor=page.next_cursor,
