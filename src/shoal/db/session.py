@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 Callback = Callable[[], Awaitable[None]]
 _KEY = "shoal.on_commit"
+_UNDO = "shoal.on_rollback"
 log = structlog.get_logger(__name__)
 
 
@@ -24,10 +25,27 @@ def on_commit(session: AsyncSession, callback: Callback) -> None:
     session.info.setdefault(_KEY, []).append(callback)
 
 
+def on_rollback(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` (synchronous, must not fail) if ``session`` rolls back or its commit
+    fails: it gives back what the transaction held outside the database (a worker slot)."""
+    session.info.setdefault(_UNDO, []).append(callback)
+
+
+def _undo(session: AsyncSession) -> None:
+    session.info.pop(_KEY, None)
+    for callback in session.info.pop(_UNDO, []):
+        callback()
+
+
 async def commit(session: AsyncSession) -> None:
     """Commit, then run the after-commit callbacks (their failures are logged, not raised:
     the data is already durable and the sweeper re-sends lost wake-ups)."""
-    await session.commit()
+    try:
+        await session.commit()
+    except BaseException:
+        _undo(session)
+        raise
+    session.info.pop(_UNDO, None)
     callbacks: list[Callback] = session.info.pop(_KEY, [])
     for callback in callbacks:
         try:
@@ -37,7 +55,7 @@ async def commit(session: AsyncSession) -> None:
 
 
 async def rollback(session: AsyncSession) -> None:
-    session.info.pop(_KEY, None)
+    _undo(session)
     await session.rollback()
 
 

@@ -69,6 +69,7 @@ class RunHost:
             host.sweeper = Sweeper(runtime, worker_id=worker_id)
             if isinstance(broker, InProcessBroker):
                 broker.bind(host.worker.wake)
+                runtime.claim_at_start = host.worker.claim_at_start
         return host
 
     async def start(self) -> None:

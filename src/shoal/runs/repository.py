@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     case,
     delete,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +39,11 @@ from shoal.db.repository import Page, RepositoryBase, newest_first
 from shoal.kit.time import utcnow
 
 TERMINAL_STATUSES = ("completed", "failed", "stopped")
+# The worker's hot statements (fence, event inserts) go to the tables directly: Core DML skips
+# the ORM's bulk-statement machinery (and its in-session evaluation), a large share of their
+# CPU; the sessions issuing them hold no run objects to keep in step.
+_RUNS = cast(Table, AgentRun.__table__)
+_EVENTS = cast(Table, RunEvent.__table__)
 
 
 class Fenced(Exception):
@@ -228,21 +235,41 @@ class RunRepository(RepositoryBase):
         Raise :class:`Fenced` otherwise. ``last_seq``: the highest seq this transaction stores
         (``last_event_seq`` moves up to it in the same statement)."""
         now = utcnow()
+        c = _RUNS.c
         values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_seconds)}
         if last_seq:
             values["last_event_seq"] = case(
-                (AgentRun.last_event_seq < last_seq, last_seq), else_=AgentRun.last_event_seq
+                (c.last_event_seq < last_seq, last_seq), else_=c.last_event_seq
             )
         result = await self.session.execute(
-            update(AgentRun)
-            .where(AgentRun.id == run_id, AgentRun.attempt == attempt, AgentRun.status == "running")
+            update(_RUNS)
+            .where(c.id == run_id, c.attempt == attempt, c.status == "running")
             .values(**values)
-            .returning(AgentRun.stop_requested_at)
+            .returning(c.stop_requested_at)
         )
         row = result.first()
         if row is None:
             raise Fenced(f"run {run_id} attempt {attempt} is no longer held")
-        return row[0]
+        stop: datetime | None = row[0]
+        return stop
+
+    async def fence_many(
+        self, held: Sequence[tuple[uuid.UUID, int]], *, lease_seconds: float
+    ) -> dict[uuid.UUID, datetime | None]:
+        """:meth:`fence` for many attempts in one statement (a worker's heartbeat of all its
+        runs): ``{run id: stop_requested_at}`` for those still held; an attempt missing from
+        the answer has lost its run."""
+        if not held:
+            return {}
+        now = utcnow()
+        c = _RUNS.c
+        result = await self.session.execute(
+            update(_RUNS)
+            .where(tuple_(c.id, c.attempt).in_(list(held)), c.status == "running")
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .returning(c.id, c.stop_requested_at)
+        )
+        return {row[0]: row[1] for row in result.all()}
 
     async def allocate_seq(self, run_id: uuid.UUID, count: int = 1) -> int:
         """Reserve ``count`` seqs; returns the first. Call inside the writer's transaction
@@ -263,7 +290,7 @@ class RunRepository(RepositoryBase):
         if not events:
             return
         await self.session.execute(
-            insert(RunEvent),
+            insert(_EVENTS),
             [
                 {
                     "run_id": run_id,
@@ -276,9 +303,10 @@ class RunRepository(RepositoryBase):
             ],
         )
         if bump:
+            c = _RUNS.c
             await self.session.execute(
-                update(AgentRun)
-                .where(AgentRun.id == run_id, AgentRun.last_event_seq < events[-1].seq)
+                update(_RUNS)
+                .where(c.id == run_id, c.last_event_seq < events[-1].seq)
                 .values(last_event_seq=events[-1].seq)
             )
 
@@ -314,13 +342,14 @@ class RunRepository(RepositoryBase):
     async def add_usage(
         self, run_id: uuid.UUID, *, prompt_tokens: int, completion_tokens: int, cost_micro_usd: int
     ) -> None:
+        c = _RUNS.c
         await self.session.execute(
-            update(AgentRun)
-            .where(AgentRun.id == run_id)
+            update(_RUNS)
+            .where(c.id == run_id)
             .values(
-                prompt_tokens=AgentRun.prompt_tokens + prompt_tokens,
-                completion_tokens=AgentRun.completion_tokens + completion_tokens,
-                cost_micro_usd=AgentRun.cost_micro_usd + cost_micro_usd,
+                prompt_tokens=c.prompt_tokens + prompt_tokens,
+                completion_tokens=c.completion_tokens + completion_tokens,
+                cost_micro_usd=c.cost_micro_usd + cost_micro_usd,
             )
         )
 

@@ -8,7 +8,7 @@ worker never talk to Redis or RabbitMQ directly.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ class Runtime:
     sandboxes: SandboxManager = field(default=None)  # type: ignore[assignment]
     """Project sandboxes (built from settings unless given; the provider itself is built on
     first use, so processes that never touch a sandbox need no sandbox support)."""
+    claim_at_start: Callable[[AsyncSession, uuid.UUID], Awaitable[bool]] | None = None
+    """Embedded: this process's worker claims a new run inside the start's transaction
+    (True: claimed, no wake-up needed)."""
 
     def __post_init__(self) -> None:
         if self.sandboxes is None:

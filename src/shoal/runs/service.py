@@ -29,7 +29,8 @@ from shoal.runs import lifecycle
 from shoal.runs.repository import RunRepository
 from shoal.runs.runtime import Runtime, control_channel, thread_channel
 from shoal.runs.schemas import RunOptions, RunRead, RunStart, RunUsage
-from shoal.threads.repository import MessageRepository
+from shoal.runs.stream import DELETED
+from shoal.threads.repository import MessageRepository, ThreadRepository
 from shoal.threads.service import DeleteHooks
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -229,7 +230,9 @@ async def start(
             ("message", {"message": MessageRead.model_validate(message).model_dump(mode="json")})
         )
     await lifecycle.write_events(session, runtime, run, events, first_seq=1, allocated=True)
-    runtime.after_commit_wake(session, [run.id])
+    claimed = runtime.claim_at_start is not None and await runtime.claim_at_start(session, run.id)
+    if not claimed:
+        runtime.after_commit_wake(session, [run.id])
     runtime.after_commit_signal(session, thread_channel(thread.thread_id), str(run.id))
     return run
 
@@ -275,14 +278,18 @@ async def stop_active(
 
 def delete_hooks(runtime: Runtime) -> DeleteHooks:
     """The runs layer's part in deleting projects and threads: stop their runs first; a
-    project's sandbox (and its workspace) goes with it."""
+    project's sandbox (and its workspace) goes with it; once the delete commits, the
+    thread's open streams (thread and run streams, in every process) are told to end."""
 
     async def before_project(session: AsyncSession, project_id: uuid.UUID) -> None:
         await stop_active(session, runtime, project_id=project_id)
         await runtime.sandboxes.before_project_delete(session, project_id)
+        for thread_id in await ThreadRepository(session).ids_in_project(project_id):
+            runtime.after_commit_signal(session, thread_channel(thread_id), DELETED)
 
     async def before_thread(session: AsyncSession, thread_id: uuid.UUID) -> None:
         await stop_active(session, runtime, thread_id=thread_id)
+        runtime.after_commit_signal(session, thread_channel(thread_id), DELETED)
 
     return DeleteHooks(
         before_project_delete=(before_project,), before_thread_delete=(before_thread,)

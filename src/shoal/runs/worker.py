@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import structlog
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.billing import service as billing
 from shoal.db.engine import saturated
-from shoal.db.session import unit_of_work
+from shoal.db.session import on_commit, on_rollback, unit_of_work
 from shoal.errors import NotFound
 from shoal.kit.time import utcnow
 from shoal.llm.base import ChatModel
@@ -43,6 +43,8 @@ CancelReason = Literal["stop", "lost", "shutdown", "billing"]
 # (status, error, finish_reason) of an attempt; status "lost" when another party ended it.
 _Outcome = tuple[str, dict[str, str] | None, str | None]
 CLAIM_ATTEMPTS = 5
+# A new run's first heartbeat (lease renewal, stop-flag check) comes within twice this.
+FIRST_BEAT_SECONDS = 0.5
 
 
 def new_worker_id(kind: str) -> str:
@@ -65,6 +67,8 @@ class RunWorker:
         self.executor = Executor(capacity=runtime.settings.worker_max_runs)
         self._reasons: dict[uuid.UUID, CancelReason] = {}
         self._engines: dict[uuid.UUID, asyncio.Task[object]] = {}
+        self._held: dict[uuid.UUID, _Held] = {}
+        self._beat: asyncio.Task[None] | None = None
 
     # -- entry points ----------------------------------------------------------------------
     async def wake(self, run_id: str) -> None:
@@ -82,6 +86,10 @@ class RunWorker:
             self._cancel(uuid.UUID(key), "shutdown")
 
         await self.executor.drain(grace_seconds, on_timeout=_shutdown)
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(BaseException):
+                await self._beat
 
     def _cancel(self, run_id: uuid.UUID, reason: CancelReason) -> None:
         self._reasons.setdefault(run_id, reason)
@@ -97,41 +105,71 @@ class RunWorker:
                 session, run_id
             ):
                 return None  # stays queued; the account's next terminal write wakes it
-            # One statement claims the run and reserves the seq of its `running` event.
-            run = await RunRepository(session).claim(
-                run_id,
-                worker_id=self.worker_id,
-                lease_seconds=settings.run_lease_seconds,
-                reserve=1,
-            )
-            if run is None:
-                return None
-            snapshot = RunSnapshot.of(run)
-            with contextlib.suppress(NotFound):  # a deleted agent fails the run in execute_run
-                # Read in this transaction: no second one before the first model call.
-                snapshot = replace(snapshot, prepared=await prepare(session, snapshot))
-            waited = (utcnow() - run.created_at).total_seconds()
-            run_id = run.id
-            events = RunEventLog(
-                self.runtime,
-                run_id=run.id,
-                thread_id=run.thread_id,
-                attempt=run.attempt,
-                last_seq=run.last_event_seq,
-                account_id=run.account_id,
-                project_id=run.project_id,
-                on_billing_limit=lambda: self._cancel(run_id, "billing"),
-            )
-            await lifecycle.write_events(
-                session,
-                self.runtime,
-                run,
-                [("run_status", lifecycle.status_data(run))],
-                first_seq=run.last_event_seq,
-                allocated=True,
-            )
-        metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, waited))
+            return await self._claim_in(session, run_id)
+
+    async def _claim_in(
+        self, session: AsyncSession, run_id: uuid.UUID
+    ) -> tuple[RunSnapshot, RunEventLog] | None:
+        """Claim in the caller's transaction: one statement takes the run and reserves the seq
+        of its ``running`` event, which is written here too."""
+        run = await RunRepository(session).claim(
+            run_id,
+            worker_id=self.worker_id,
+            lease_seconds=self.runtime.settings.run_lease_seconds,
+            reserve=1,
+        )
+        if run is None:
+            return None
+        snapshot = RunSnapshot.of(run)
+        with contextlib.suppress(NotFound):  # a deleted agent fails the run in execute_run
+            # Read in this transaction: no second one before the first model call.
+            snapshot = replace(snapshot, prepared=await prepare(session, snapshot))
+        metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, (utcnow() - run.created_at).total_seconds()))
+        claimed_id = run.id
+        events = RunEventLog(
+            self.runtime,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            attempt=run.attempt,
+            last_seq=run.last_event_seq,
+            account_id=run.account_id,
+            project_id=run.project_id,
+            on_billing_limit=lambda: self._cancel(claimed_id, "billing"),
+        )
+        await lifecycle.write_events(
+            session,
+            self.runtime,
+            run,
+            [("run_status", lifecycle.status_data(run))],
+            first_seq=run.last_event_seq,
+            allocated=True,
+        )
         return snapshot, events
+
+    async def claim_at_start(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
+        """Embedded start: claim the new run in the start's own transaction when a slot is
+        free, skipping the wake-up → claim round trip. The claim is the usual fenced, leased
+        one (the sweeper fails it if this process dies); the job starts once the start
+        commits, and a rollback gives the slot back. False: leave it queued and wake it."""
+        if self.runtime.settings.concurrency_overflow == "queue":
+            return False  # the account's running cap is checked on the wake-up path
+        if not await self.executor.reserve():
+            return False
+        try:
+            claimed = await self._claim_in(session, run_id)
+        except BaseException:
+            self.executor.release()
+            raise
+        if claimed is None:
+            self.executor.release()
+            return False
+        on_rollback(session, self.executor.release)
+
+        async def _go() -> None:
+            self.executor.start_reserved(str(run_id), lambda: self._run_claimed(*claimed))
+
+        on_commit(session, _go)
+        return True
 
     async def _account_full(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
         """With ``SHOAL_CONCURRENCY_OVERFLOW=queue``: is the run's account at its cap of running
@@ -160,9 +198,10 @@ class RunWorker:
 
     async def _run(self, run_id: uuid.UUID) -> None:
         claimed = await self._claim_patiently(run_id)
-        if claimed is None:
-            return
-        run, events = claimed
+        if claimed is not None:
+            await self._run_claimed(*claimed)
+
+    async def _run_claimed(self, run: RunSnapshot, events: RunEventLog) -> None:
         # The run's own log context (not that of the request whose wake-up started it).
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
@@ -193,10 +232,8 @@ class RunWorker:
         model = self.model if trace is None else TracedChatModel(self.model, trace)
         engine = asyncio.create_task(execute_run(self.runtime, model, run, events))
         self._engines[run.id] = engine
-        watchers = [
-            asyncio.create_task(self._listen_for_stop(run)),
-            asyncio.create_task(self._heartbeat(run)),
-        ]
+        watchers = [asyncio.create_task(self._listen_for_stop(run))]
+        self._hold(run)
         status, error, finish_reason = "completed", None, None
         try:
             result = await engine
@@ -241,6 +278,7 @@ class RunWorker:
                 with contextlib.suppress(BaseException):
                     await watcher
             self._engines.pop(run.id, None)
+            self._held.pop(run.id, None)
             self._reasons.pop(run.id, None)
             await events.close()
         finish_reason = finish_reason if status == "completed" else None
@@ -284,22 +322,55 @@ class RunWorker:
             if message == STOP:
                 self._cancel(run.id, "stop")
 
-    async def _heartbeat(self, run: RunSnapshot) -> None:
+    async def _heartbeat(self) -> None:
+        """One heartbeat for all of this process's runs: a single fenced statement per tick
+        renews every lease and reads every stop flag (not one transaction per run per
+        interval). A run joins at the tick after its first ``FIRST_BEAT_SECONDS`` (a stop
+        whose signal raced the run's start is still seen within 2 s; a short run never
+        costs a heartbeat); after that every ``SHOAL_RUN_HEARTBEAT_SECONDS``."""
         settings = self.runtime.settings
+        tick = min(FIRST_BEAT_SECONDS, settings.run_heartbeat_seconds)
         while True:
+            await asyncio.sleep(tick)
+            now = asyncio.get_running_loop().time()
+            due = {
+                run_id: held
+                for run_id, held in self._held.items()
+                if now - held.beaten >= (settings.run_heartbeat_seconds if held.beats else tick)
+            }
+            if not due:
+                continue
             try:
                 async with unit_of_work(self.runtime.session_factory) as session:
-                    stop_requested = await RunRepository(session).fence(
-                        run.id, run.attempt, lease_seconds=settings.run_lease_seconds
+                    alive = await RunRepository(session).fence_many(
+                        [(run_id, held.attempt) for run_id, held in due.items()],
+                        lease_seconds=settings.run_lease_seconds,
                     )
-                if stop_requested is not None:
-                    self._cancel(run.id, "stop")
-            except Fenced:
-                self._cancel(run.id, "lost")
-                return
             except Exception:
                 log.exception("heartbeat_failed")
-            await asyncio.sleep(settings.run_heartbeat_seconds)
+                continue
+            for run_id, held in due.items():
+                if self._held.get(run_id) is not held:
+                    continue  # finished meanwhile
+                held.beaten, held.beats = now, held.beats + 1
+                if run_id not in alive:
+                    self._cancel(run_id, "lost")
+                elif alive[run_id] is not None:
+                    self._cancel(run_id, "stop")
+
+    def _hold(self, run: RunSnapshot) -> None:
+        self._held[run.id] = _Held(run.attempt, asyncio.get_running_loop().time())
+        if self._beat is None or self._beat.done():
+            self._beat = asyncio.create_task(self._heartbeat(), name="run-heartbeat")
+
+
+@dataclass(slots=True)
+class _Held:
+    """A run this process executes: its attempt and when its lease was last renewed."""
+
+    attempt: int
+    beaten: float
+    beats: int = 0
 
 
 class _FirstToken:

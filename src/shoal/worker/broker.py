@@ -24,8 +24,9 @@ RUN_ACTOR = "run_agent_background"
 
 class Broker(Protocol):
     async def wake(self, run_id: str) -> bool:
-        """Ask a worker to take ``run_id``. True when handed over; False when the broker is
-        unreachable (the run stays queued and the sweeper wakes it again later)."""
+        """Ask a worker to take ``run_id`` without waiting for the broker's confirm. False
+        when it was refused at once; a wake-up lost later (broker unreachable) leaves the run
+        queued, and the sweeper wakes it again."""
         ...
 
     async def ping(self) -> str:
@@ -110,6 +111,7 @@ class DramatiqBroker:
     ) -> None:
         self._broker = broker if broker is not None else make_dramatiq_broker(url)
         self._timeout = send_timeout_seconds
+        self._pending: set[asyncio.Task[bool]] = set()
 
     @property
     def dramatiq_broker(self) -> Any:
@@ -124,6 +126,16 @@ class DramatiqBroker:
         self._broker.enqueue(message)
 
     async def wake(self, run_id: str) -> bool:
+        """Send the wake-up in the background: the caller (a start request, after its commit)
+        does not wait for RabbitMQ's publish confirm. A send that fails is logged; the run
+        stays queued and the sweeper wakes it again after ``SHOAL_REQUEUE_SECONDS``."""
+        task = asyncio.create_task(self.send(run_id), name=f"wake:{run_id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return True
+
+    async def send(self, run_id: str) -> bool:
+        """Publish one wake-up and wait for the broker's confirm. False when it failed."""
         try:
             await asyncio.wait_for(asyncio.to_thread(self._send, run_id), self._timeout)
         except Exception as exc:  # broker down: the run stays queued, the sweeper retries
@@ -142,4 +154,6 @@ class DramatiqBroker:
         return "ok"
 
     async def close(self) -> None:
+        if self._pending:  # wake-ups already accepted: give them their send timeout
+            await asyncio.wait(list(self._pending), timeout=self._timeout)
         await asyncio.to_thread(self._broker.close)

@@ -58,6 +58,26 @@ class Executor:
         self._tasks[key] = task
         return True
 
+    async def reserve(self) -> bool:
+        """Take a free slot now, or answer False at once (never waits). The caller hands it
+        to :meth:`start_reserved` or gives it back with :meth:`release`."""
+        if not self._accepting or self._slots.locked():
+            return False
+        await self._slots.acquire()  # free: returns without yielding to the loop
+        return True
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def start_reserved(self, key: str, job: Job) -> bool:
+        """Start ``job`` in a slot taken with :meth:`reserve`. False (slot given back) if
+        ``key`` already runs."""
+        if key in self._tasks:
+            self._slots.release()
+            return False
+        self._tasks[key] = asyncio.create_task(self._run(key, job), name=f"job:{key}")
+        return True
+
     async def _run(self, key: str, job: Job) -> None:
         try:
             await job()
