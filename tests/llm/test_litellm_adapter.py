@@ -153,3 +153,21 @@ async def test_known_model_is_priced(
     usage = (await collect(litellm_model, model="openai/gpt-4o-mini"))[-1]
     assert isinstance(usage, Usage) and usage.cost_known
     assert usage.cost_usd == pytest.approx(0.00075)
+
+
+def test_an_unpriced_model_is_looked_up_once() -> None:
+    from types import SimpleNamespace
+
+    from shoal.llm.litellm_adapter import _priced
+
+    calls: list[str] = []
+
+    def cost_per_token(*, model: str, prompt_tokens: int, completion_tokens: int) -> object:
+        calls.append(model)
+        raise ValueError("This model isn't mapped yet.")
+
+    stub = SimpleNamespace(cost_per_token=cost_per_token)
+    for _ in range(3):
+        usage = _priced(stub, "acme/unpriced-1", 10, 5, estimated=False)  # type: ignore[arg-type]
+        assert usage.cost_known is False and usage.cost_usd == 0.0
+    assert calls == ["acme/unpriced-1"]

@@ -123,3 +123,52 @@ async def test_a_full_worker_runs_a_projects_queue_in_turn(
     second = await start_run(client, user, thread_id, "hi", multitask_strategy="enqueue")
     assert (await wait_run(client, user, first, timeout=20.0))["status"] == "completed"
     assert (await wait_run(client, user, second, timeout=20.0))["status"] == "completed"
+
+
+async def test_a_second_stop_does_not_interrupt_the_engine_s_cleanup(app: FastAPI) -> None:
+    """A stop arrives twice (control channel and heartbeat): the second must not cancel the
+    engine again while it stores the partial answer and its estimated usage."""
+    import contextlib
+    import uuid
+
+    worker = app.state.run_host.worker
+    cleaned = asyncio.Event()
+
+    async def engine() -> Any:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # the cleanup: database writes in the real engine
+            cleaned.set()
+            raise
+
+    run_id = uuid.uuid4()
+    task = worker._start_engine(run_id, engine())
+    await asyncio.sleep(0.01)
+    worker._cancel(run_id, "stop")
+    await asyncio.sleep(0.05)
+    worker._cancel(run_id, "stop")  # the heartbeat's copy of the same stop
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert cleaned.is_set()
+    worker._engines.pop(run_id, None)
+    worker._reasons.pop(run_id, None)
+
+
+async def test_a_stop_before_the_engine_exists_is_applied_when_it_starts(app: FastAPI) -> None:
+    import contextlib
+    import uuid
+
+    worker = app.state.run_host.worker
+    run_id = uuid.uuid4()
+    worker._cancel(run_id, "stop")  # no engine yet: remembered
+
+    async def engine() -> Any:
+        await asyncio.sleep(60)
+
+    task = worker._start_engine(run_id, engine())
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert task.cancelled()
+    worker._engines.pop(run_id, None)
+    worker._reasons.pop(run_id, None)

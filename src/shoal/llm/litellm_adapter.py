@@ -246,17 +246,25 @@ class LiteLLMChatModel:
         return int(window) if window else self.default_context_window
 
 
+_UNPRICED: set[str] = set()
+"""Models LiteLLM has no price for: its failed lookup (fuzzy matching, provider guessing) costs
+milliseconds per call, so it is done once per model and process (bounded)."""
+
+
 def _priced(
     litellm: ModuleType, model: str, prompt_tokens: int, completion_tokens: int, *, estimated: bool
 ) -> Usage:
     """Usage with LiteLLM's price; an unknown model costs 0 with ``cost_known=False``."""
-    try:
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-        )
-        cost, known = float(prompt_cost) + float(completion_cost), True
-    except Exception:
-        cost, known = 0.0, False
+    cost, known = 0.0, False
+    if model not in _UNPRICED:
+        try:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
+            cost, known = float(prompt_cost) + float(completion_cost), True
+        except Exception:
+            if len(_UNPRICED) < 1024:
+                _UNPRICED.add(model)
     return Usage(
         model=model,
         prompt_tokens=prompt_tokens,

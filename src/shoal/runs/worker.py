@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shoal.billing import service as billing
 from shoal.db.engine import saturated
 from shoal.db.session import on_commit, on_rollback, unit_of_work
+from shoal.engine.types import RunResult
 from shoal.errors import NotFound
 from shoal.kit.time import utcnow
 from shoal.llm.base import ChatModel
@@ -66,7 +68,7 @@ class RunWorker:
         self.tracer = tracer
         self.executor = Executor(capacity=runtime.settings.worker_max_runs)
         self._reasons: dict[uuid.UUID, CancelReason] = {}
-        self._engines: dict[uuid.UUID, asyncio.Task[object]] = {}
+        self._engines: dict[uuid.UUID, asyncio.Task[RunResult]] = {}
         self._held: dict[uuid.UUID, _Held] = {}
         self._beat: asyncio.Task[None] | None = None
 
@@ -92,9 +94,13 @@ class RunWorker:
                 await self._beat
 
     def _cancel(self, run_id: uuid.UUID, reason: CancelReason) -> None:
+        """Cancel the run's engine — once: a stop arrives by the control channel and by the
+        heartbeat, and a second cancel would interrupt the engine's cleanup (storing the
+        partial answer and its estimated usage). A request before the engine exists is kept
+        and applied by the next call (the heartbeat reads the flag again)."""
         self._reasons.setdefault(run_id, reason)
         task = self._engines.get(run_id)
-        if task is not None and not task.done():
+        if task is not None and not task.done() and task.cancelling() == 0:
             task.cancel(reason)
 
     # -- one run ---------------------------------------------------------------------------
@@ -224,14 +230,22 @@ class RunWorker:
                 status, error, finish_reason = outcome
                 trace.finish(status=status, error=error, finish_reason=finish_reason)
 
+    def _start_engine(
+        self, run_id: uuid.UUID, work: Coroutine[Any, Any, RunResult]
+    ) -> asyncio.Task[RunResult]:
+        engine = asyncio.create_task(work)
+        self._engines[run_id] = engine
+        if run_id in self._reasons:  # stopped while it was being set up
+            self._cancel(run_id, self._reasons[run_id])
+        return engine
+
     async def _execute(
         self, run: RunSnapshot, events: RunEventLog, trace: RunTrace | None
     ) -> _Outcome:
         """Run the engine under watch, then write the terminal status; the outcome (status
         ``lost`` when the run is no longer ours) is returned for the trace."""
         model = self.model if trace is None else TracedChatModel(self.model, trace)
-        engine = asyncio.create_task(execute_run(self.runtime, model, run, events))
-        self._engines[run.id] = engine
+        engine = self._start_engine(run.id, execute_run(self.runtime, model, run, events))
         watchers = [asyncio.create_task(self._listen_for_stop(run))]
         self._hold(run)
         status, error, finish_reason = "completed", None, None
