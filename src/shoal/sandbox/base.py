@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import enum
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,6 +140,41 @@ class ExecResult:
             sep = "" if self.stdout.endswith("\n") else "\n"
             return f"{self.stdout}{sep}{self.stderr}"
         return self.stdout or self.stderr
+
+
+MAX_CAPTURE = 4 * 1024 * 1024
+"""Characters of stdout (and of stderr) an :class:`ExecResult` keeps (the newest ones);
+``on_output`` still sees everything."""
+
+
+class OutputCapture:
+    """What every provider's ``exec`` does with output: pass each piece to ``on_output`` as it
+    arrives and keep the newest :data:`MAX_CAPTURE` characters per stream for the result."""
+
+    def __init__(self, on_output: OutputCallback | None) -> None:
+        self.on_output = on_output
+        self.started = time.monotonic()
+        self._chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._sizes = {"stdout": 0, "stderr": 0}
+
+    async def __call__(self, stream: str, text: str) -> None:
+        stream = "stderr" if stream == "stderr" else "stdout"
+        chunks = self._chunks[stream]
+        chunks.append(text)
+        self._sizes[stream] += len(text)
+        while self._sizes[stream] > MAX_CAPTURE and len(chunks) > 1:
+            self._sizes[stream] -= len(chunks.pop(0))
+        if self.on_output is not None:
+            await self.on_output(stream, text)
+
+    def result(self, exit_code: int, *, timed_out: bool = False) -> ExecResult:
+        return ExecResult(
+            exit_code=exit_code,
+            stdout="".join(self._chunks["stdout"]),
+            stderr="".join(self._chunks["stderr"]),
+            timed_out=timed_out,
+            duration_seconds=round(time.monotonic() - self.started, 3),
+        )
 
 
 @dataclass(frozen=True, slots=True)

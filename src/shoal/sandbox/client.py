@@ -17,6 +17,7 @@ from shoal.sandbox.base import (
     TIMEOUT_EXIT_CODE,
     ExecResult,
     OutputCallback,
+    OutputCapture,
     PortConnection,
     SandboxError,
     SandboxNotRunning,
@@ -26,9 +27,6 @@ from shoal.sandbox.base import (
     SessionOutput,
 )
 
-MAX_CAPTURE = 4 * 1024 * 1024
-"""Characters of stdout (and of stderr) an :class:`ExecResult` keeps (the newest ones);
-``on_output`` still sees everything."""
 _LINE_LIMIT = 16 * 1024 * 1024
 _GRACE = 10.0  # seconds past a command's timeout before the host gives up on the agent
 
@@ -92,13 +90,11 @@ class AgentClient:
         cpu_seconds: int | None,
         on_output: OutputCallback | None,
     ) -> ExecResult:
-        started = time.monotonic()
+        capture = OutputCapture(on_output)
         reader, writer = await self._open()
         payload: dict[str, Any] = {"op": "exec", "command": command, "cwd": cwd}
         payload.update(env=dict(env or {}), timeout=timeout, cpu_seconds=cpu_seconds)
-        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        sizes = {"stdout": 0, "stderr": 0}
-        deadline = None if timeout is None else started + timeout + _GRACE
+        deadline = None if timeout is None else capture.started + timeout + _GRACE
         try:
             writer.write(json.dumps(payload).encode() + b"\n")
             await writer.drain()
@@ -107,16 +103,12 @@ class AgentClient:
                 try:
                     frame = _decode(await asyncio.wait_for(reader.readline(), timeout=left))
                 except TimeoutError:  # the agent is stuck: hanging up makes it kill the command
-                    return _result(out, TIMEOUT_EXIT_CODE, True, started)
+                    return capture.result(TIMEOUT_EXIT_CODE, timed_out=True)
                 if frame.get("type") == "out":
-                    stream = "stderr" if frame.get("stream") == "stderr" else "stdout"
-                    text = str(frame.get("text", ""))
-                    _keep(out[stream], sizes, stream, text)
-                    if on_output is not None:
-                        await on_output(stream, text)
+                    await capture(str(frame.get("stream")), str(frame.get("text", "")))
                 elif frame.get("type") == "exit":
                     code, timed_out = int(frame["exit_code"]), bool(frame.get("timed_out"))
-                    return _result(out, code, timed_out, started)
+                    return capture.result(code, timed_out=timed_out)
                 else:
                     _checked(frame)
         finally:
@@ -186,23 +178,6 @@ def _checked(frame: dict[str, Any], *, name: str = "") -> dict[str, Any]:
     if code in ("bad_cwd", "bad_request"):
         raise BadRequest(message)
     raise SandboxError(message)
-
-
-def _keep(chunks: list[str], sizes: dict[str, int], stream: str, text: str) -> None:
-    chunks.append(text)
-    sizes[stream] += len(text)
-    while sizes[stream] > MAX_CAPTURE and len(chunks) > 1:
-        sizes[stream] -= len(chunks.pop(0))
-
-
-def _result(out: dict[str, list[str]], code: int, timed_out: bool, started: float) -> ExecResult:
-    return ExecResult(
-        exit_code=code,
-        stdout="".join(out["stdout"]),
-        stderr="".join(out["stderr"]),
-        timed_out=timed_out,
-        duration_seconds=round(time.monotonic() - started, 3),
-    )
 
 
 def _session(data: Mapping[str, Any]) -> SessionInfo:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from shoal.sandbox.base import (
     FileEntry,
     FileNotFoundInSandbox,
     OutputCallback,
+    OutputCapture,
     PortConnection,
     PreviewLink,
     SandboxError,
@@ -232,20 +232,10 @@ class DaytonaProvider:
     ) -> ExecResult:
         line = wrap_command(command, sandbox_path(workspace_parts(cwd)), env)
         sandbox = await self._started(sandbox_id)
-        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
-
-        async def deliver(stream: str, text: str) -> None:
-            out[stream].append(text)
-            if on_output is not None:
-                await on_output(stream, text)
-
-        started = time.monotonic()
+        capture = OutputCapture(on_output)
         errors = functools.partial(_daytona_errors, sandbox_id)
-        code, timed_out = await run_command(sandbox.process, errors, line, timeout, deliver)
-        return ExecResult(
-            code, "".join(out["stdout"]), "".join(out["stderr"]), timed_out,
-            round(time.monotonic() - started, 3),
-        )  # fmt: skip
+        code, timed_out = await run_command(sandbox.process, errors, line, timeout, capture)
+        return capture.result(code, timed_out=timed_out)
 
     async def start_session(
         self,

@@ -37,6 +37,7 @@ from shoal.sandbox.base import (
     FileEntry,
     FileNotFoundInSandbox,
     OutputCallback,
+    OutputCapture,
     PortConnection,
     PreviewLink,
     SandboxError,
@@ -240,24 +241,14 @@ class ScriptedSandbox:
         timeout: float | None = 300.0,  # noqa: ASYNC109 - enforced inside the sandbox
         on_output: OutputCallback | None = None,
     ) -> ExecResult:
-        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
-
-        async def emit(stream: str, text: str) -> None:
-            out[stream].append(text)
-            if on_output is not None:
-                await on_output(stream, text)
-
-        ctx = self._context(sandbox_id, command, cwd, env, emit)
+        capture = OutputCapture(on_output)
+        ctx = self._context(sandbox_id, command, cwd, env, capture)
         self.calls.append(ExecCall(sandbox_id, command, cwd, dict(ctx.env)))
-        started, timed_out, code = time.monotonic(), False, 0
         try:
             code = await asyncio.wait_for(self._call(ctx), timeout)
         except TimeoutError:
-            timed_out, code = True, TIMEOUT_EXIT_CODE
-        return ExecResult(
-            code, "".join(out["stdout"]), "".join(out["stderr"]), timed_out,
-            round(time.monotonic() - started, 3),
-        )  # fmt: skip
+            return capture.result(TIMEOUT_EXIT_CODE, timed_out=True)
+        return capture.result(code)
 
     async def start_session(
         self,
