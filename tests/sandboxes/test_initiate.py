@@ -169,3 +169,22 @@ async def test_a_refused_start_leaves_no_sandbox_behind(
     provider = app.state.sandboxes.provider
     assert isinstance(provider, ScriptedSandbox)
     assert provider._boxes == {}  # created for the upload, deleted with the refusal
+
+
+async def test_bad_form_fields_are_422_with_the_field_named(
+    client: httpx.AsyncClient, user: TestUser
+) -> None:
+    for field, value, named in (
+        ("metadata", "{not json", "metadata"),
+        ("metadata", "[1, 2]", "metadata"),
+        ("max_iterations", "0", "max_iterations"),
+        ("reasoning_effort", "extreme", "reasoning_effort"),
+    ):
+        form = [*_form("p"), (field, (None, value))]
+        response = await _initiate(client, user, form)
+        assert response.status_code == 422, (field, value, response.text)
+        body = response.json()
+        assert body["code"] == "validation_error"
+        assert body["detail"].startswith(f"{named}:"), body
+        assert body["errors"][0]["loc"][:2] == ["body", named]
+    assert await _projects(client, user) == []

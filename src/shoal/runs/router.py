@@ -25,7 +25,6 @@ from shoal.runs.lifecycle import TERMINAL
 from shoal.runs.repository import RunRepository
 from shoal.runs.schemas import InitiateStarted, RunList, RunRead, RunStart, RunStarted
 from shoal.runs.stream import Position, live_start, run_events, thread_events
-from shoal.threads import service as thread_service
 from shoal.threads.deps import ReadableThread, WritableThread
 
 router = APIRouter(tags=["runs"])
@@ -110,38 +109,20 @@ async def initiate_run(
     try:
         fields["metadata"] = json.loads(metadata) if metadata else {}
         body = RunStart.model_validate({k: v for k, v in fields.items() if v is not None})
-    except (ValueError, ValidationError) as exc:
-        errors = (
-            [{"loc": ["body", *map(str, e["loc"])], "msg": e["msg"]} for e in exc.errors()]
-            if isinstance(exc, ValidationError)
-            else [{"loc": ["body", "metadata"], "msg": "must be a JSON object"}]
-        )
-        first = errors[0]
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
+    except ValueError:
         raise ValidationFailed(
-            f"{'.'.join(first['loc'][1:])}: {first['msg']}", errors=errors
+            "metadata: must be a JSON object",
+            errors=[{"loc": ["body", "metadata"], "msg": "must be a JSON object"}],
         ) from None
 
     async def accept() -> InitiateStarted:
-        thread = await thread_service.create_thread_for_prompt(
-            session, principal, account_id=account_id, prompt=prompt
+        thread, run = await service.initiate(
+            session, principal, runtime, account_id=account_id, body=body, uploads=uploads
         )
-        start = body
-        if uploads:
-            project = await thread_service.load_project(
-                session, principal, thread.project_id, write=True
-            )
-            uploaded = await runtime.sandboxes.upload_in(session, project, uploads)
-            listing = "\n".join(f"[Uploaded File: {path}]" for path in uploaded.paths)
-            start = body.model_copy(update={"prompt": f"{prompt}\n\n{listing}"})
-            try:
-                run = await service.start(session, principal, runtime, thread=thread, body=start)
-            except BaseException:  # refused (429, 402, …): the new project's files go too
-                await runtime.sandboxes.delete_at_provider(
-                    uploaded.sandbox_id, uploaded.provider_id
-                )
-                raise
-        else:
-            run = await service.start(session, principal, runtime, thread=thread, body=start)
         return InitiateStarted(
             agent_run_id=run.id, project_id=thread.project_id, thread_id=thread.thread_id
         )

@@ -30,6 +30,7 @@ from shoal.runs.repository import RunRepository
 from shoal.runs.runtime import Runtime, control_channel, thread_channel
 from shoal.runs.schemas import RunOptions, RunRead, RunStart, RunUsage
 from shoal.runs.stream import DELETED
+from shoal.threads import service as thread_service
 from shoal.threads.repository import MessageRepository, ThreadRepository
 from shoal.threads.service import DeleteHooks
 
@@ -175,6 +176,36 @@ async def _check_account_cap(
             "wait for one to finish.",
             retry_after=max(1, int(settings.run_heartbeat_seconds)),
         )
+
+
+async def initiate(
+    session: AsyncSession,
+    principal: Principal,
+    runtime: Runtime,
+    *,
+    account_id: uuid.UUID,
+    body: RunStart,
+    uploads: list[tuple[str, bytes]],
+) -> tuple[Thread, AgentRun]:
+    """A new project and thread named after the prompt, its ``uploads`` (``(base name, bytes)``)
+    in the project's ``/workspace`` and listed in the prompt, and a run on it. A start that is
+    refused deletes the new sandbox again (no orphan workspace)."""
+    prompt = body.prompt or ""
+    thread = await thread_service.create_thread_for_prompt(
+        session, principal, account_id=account_id, prompt=prompt
+    )
+    if not uploads:
+        return thread, await start(session, principal, runtime, thread=thread, body=body)
+    project = await thread_service.load_project(session, principal, thread.project_id, write=True)
+    uploaded = await runtime.sandboxes.upload_in(session, project, uploads)
+    listing = "\n".join(f"[Uploaded File: {path}]" for path in uploaded.paths)
+    with_files = body.model_copy(update={"prompt": f"{prompt}\n\n{listing}"})
+    try:
+        run = await start(session, principal, runtime, thread=thread, body=with_files)
+    except BaseException:
+        await runtime.sandboxes.delete_at_provider(uploaded.sandbox_id, uploaded.provider_id)
+        raise
+    return thread, run
 
 
 async def start(
