@@ -149,20 +149,22 @@ class SandboxManager:
             try:
                 info = await self.provider.get(provider_id)
             except SandboxNotFound:
-                log.warning("sandbox.vanished", sandbox_id=str(sandbox_id))
-                await self._set(sandbox_id, state="deleted", provider_sandbox_id=None)
-                provider_id = await self._ensure_created(sandbox_id)
+                provider_id = await self._recreate_locked(sandbox_id, lost=provider_id)
                 info = await self.provider.get(provider_id)
-            if info.state != "started":
-                try:
-                    await self.provider.start(provider_id)
-                except BaseException as exc:
-                    await self._failed(sandbox_id, exc)
-                    raise
-                log.info("sandbox.started", sandbox_id=str(sandbox_id))
-            await self._set(sandbox_id, state="started", error=None, last_active_at=utcnow())
-            self._touched[sandbox_id] = time.monotonic()
-            self._started.add(sandbox_id)
+            running = info.state == "started" and sandbox_id in self._started
+            if not running:  # else every tool call would rewrite the row: touch() throttles
+                if info.state != "started":
+                    try:
+                        await self.provider.start(provider_id)
+                    except BaseException as exc:
+                        await self._failed(sandbox_id, exc)
+                        raise
+                    log.info("sandbox.started", sandbox_id=str(sandbox_id))
+                await self._set(sandbox_id, state="started", error=None, last_active_at=utcnow())
+                self._touched[sandbox_id] = time.monotonic()
+                self._started.add(sandbox_id)
+        if running:
+            await self.touch(sandbox_id)
         self._start_idle_loop()
         return provider_id
 
@@ -219,11 +221,16 @@ class SandboxManager:
 
     async def _recreate(self, sandbox_id: uuid.UUID, *, lost: str) -> str:
         async with self._lock(sandbox_id):
-            row, _ = await self._load(sandbox_id)
-            if row.provider_sandbox_id == lost:  # else a concurrent caller recreated it already
-                log.warning("sandbox.vanished", sandbox_id=str(sandbox_id))
-                await self._set(sandbox_id, state="deleted", provider_sandbox_id=None)
-            return await self._ensure_created(sandbox_id)
+            return await self._recreate_locked(sandbox_id, lost=lost)
+
+    async def _recreate_locked(self, sandbox_id: uuid.UUID, *, lost: str) -> str:
+        """A new (empty) provider sandbox for one that vanished at the provider."""
+        row, _ = await self._load(sandbox_id)
+        if row.provider_sandbox_id == lost:  # else a concurrent caller recreated it already
+            log.warning("sandbox.vanished", sandbox_id=str(sandbox_id))
+            await self._set(sandbox_id, state="deleted", provider_sandbox_id=None)
+            self._started.discard(sandbox_id)
+        return await self._ensure_created(sandbox_id)
 
     async def upload_in(
         self, session: AsyncSession, project: Project, files: list[tuple[str, bytes]]
