@@ -94,6 +94,51 @@ def test_issuer_refuses_foreign_expired_and_unsigned_tokens(tmp_path: Path) -> N
         issuer.verify(unsigned)
 
 
+def test_a_verified_token_is_remembered_but_still_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issuer = _issuer(tmp_path, ttl=60)
+    token, expires_at = issuer.issue(user_id=uuid.uuid4(), email=None, session_id=uuid.uuid4())
+    first = issuer.verify(token)
+    first["sub"] = "tampered by a caller"  # callers get copies: the cache is not theirs
+    calls = 0
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    again = issuer.verify(token)
+    assert calls == 0  # no second signature check for the same token
+    assert again["sub"] != "tampered by a caller" and again["exp"] == expires_at
+    # one character changed is another token: verified (and refused) in full
+    forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(TokenError):
+        issuer.verify(forged)
+    assert calls == 1
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(TokenError, match="expired"):
+        issuer.verify(token)
+
+
+def test_remembered_tokens_are_bounded_and_aged_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal.auth.tokens import VerifiedTokens
+
+    cache = VerifiedTokens(size=8, max_age=30)
+    exp = int(time.time()) + 3600
+    for n in range(20):
+        cache.put(f"token-{n}", {"exp": exp, "sub": str(n)})
+    assert len(cache._claims) <= 8
+    assert cache.get("token-19") == {"exp": exp, "sub": "19"}
+    assert cache.get("token-0") is None  # the oldest went first
+    now = time.monotonic() + 31
+    monkeypatch.setattr(time, "monotonic", lambda: now)
+    assert cache.get("token-19") is None  # kept at most max_age: verified again after that
+
+
 def test_passwords_and_api_keys() -> None:
     hashed = hash_password("correct horse")
     assert hashed.startswith("$argon2id$")
