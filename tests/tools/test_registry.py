@@ -84,6 +84,17 @@ def test_schema_from_signature_and_docstring(reg: ToolRegistry) -> None:
     assert reg.is_terminating("explode") and not reg.is_terminating("write")
 
 
+def test_every_prompt_gets_its_own_schemas(reg: ToolRegistry) -> None:
+    """Providers' adapters may edit the schemas they are given; that must not leak into the
+    next run's prompt."""
+    first = reg.openai_schemas()
+    first[0]["function"]["parameters"]["properties"]["path"]["description"] = "edited"
+    first[0]["function"]["parameters"]["required"].append("extra")
+    second = reg.openai_schemas()
+    assert second[0]["function"]["parameters"]["properties"]["path"].get("description") != "edited"
+    assert "extra" not in second[0]["function"]["parameters"]["required"]
+
+
 def test_xml_usage_examples(reg: ToolRegistry) -> None:
     text = reg.xml_instructions()
     assert '<invoke name="write">' in text

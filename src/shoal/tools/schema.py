@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import inspect
@@ -36,7 +35,8 @@ class ToolFunction:
 
     def parameters_schema(self) -> dict[str, Any]:
         # Generated once per argument model (it is immutable); every prompt gets its own copy.
-        return copy.deepcopy(_parameters_schema(self.args_model))
+        schema: dict[str, Any] = clone_json(_parameters_schema(self.args_model))
+        return schema
 
     def openai_schema(self) -> dict[str, Any]:
         return {
@@ -47,6 +47,16 @@ class ToolFunction:
                 "parameters": self.parameters_schema(),
             },
         }
+
+
+def clone_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars): several times cheaper than
+    ``copy.deepcopy``, which a run would otherwise pay for every tool schema of every prompt."""
+    if isinstance(value, dict):
+        return {key: clone_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clone_json(item) for item in value]
+    return value
 
 
 @functools.lru_cache(maxsize=256)
