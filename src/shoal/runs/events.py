@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shoal.billing import service as billing
 from shoal.db.engine import read_factory
 from shoal.db.models import Message
-from shoal.db.session import on_commit, unit_of_work
+from shoal.db.session import on_commit, on_rollback, unit_of_work
 from shoal.kit.ids import parse_id
 from shoal.kit.time import utcnow
 from shoal.runs.repository import Fenced, NewEvent, RunRepository, event_dict
@@ -35,9 +35,11 @@ log = structlog.get_logger(__name__)
 # it runs inside the engine's emit.
 EventObserver = Callable[[str, dict[str, Any]], None]
 # Events after which everything so far is stored before the engine goes on.
-# ``usage`` is one too: every LLM call is metered in the ledger and checked against the plan's
-# limit as it happens, not at the end of the run.
-BOUNDARIES = frozenset({"message", "run_status", "tool_result", "usage"})
+# ``usage`` is not one, yet every LLM call is metered in the ledger and checked against the
+# plan's limit before the engine goes on: the engine stores the call's assistant message right
+# after its usage (one transaction for both, not two), and the worker's final write stores
+# whatever is still pending; a lone usage event waits at most ``SHOAL_EVENT_FLUSH_MS``.
+BOUNDARIES = frozenset({"message", "run_status", "tool_result"})
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -129,27 +131,30 @@ class RunEventLog:
         repo = RunRepository(session)
         batch, self._pending = self._pending, []
         usage, self._usage = self._usage, [0, 0, 0]
-        try:
-            if fenced:
-                await repo.fence(
-                    self.run_id,
-                    self.attempt,
-                    lease_seconds=self.runtime.settings.run_lease_seconds,
-                    last_seq=max(batch[-1].seq if batch else 0, through),
-                )
-            await repo.insert_events(self.run_id, batch, bump=not fenced)
-            if any(usage):
-                await repo.add_usage(
-                    self.run_id,
-                    prompt_tokens=usage[0],
-                    completion_tokens=usage[1],
-                    cost_micro_usd=usage[2],
-                )
-            await self._meter(session, [e for e in batch if e.type == "usage"])
-        except BaseException:
+
+        def keep() -> None:  # the transaction did not commit: these are still to be stored
             self._pending = batch + self._pending
             self._usage = [a + b for a, b in zip(usage, self._usage, strict=True)]
-            raise
+
+        # Also when a later statement of the caller's transaction (its message) or the commit
+        # fails: the batch's seqs are taken, so losing it would leave a gap.
+        on_rollback(session, keep)
+        if fenced:
+            await repo.fence(
+                self.run_id,
+                self.attempt,
+                lease_seconds=self.runtime.settings.run_lease_seconds,
+                last_seq=max(batch[-1].seq if batch else 0, through),
+            )
+        await repo.insert_events(self.run_id, batch, bump=not fenced)
+        if any(usage):
+            await repo.add_usage(
+                self.run_id,
+                prompt_tokens=usage[0],
+                completion_tokens=usage[1],
+                cost_micro_usd=usage[2],
+            )
+        await self._meter(session, [e for e in batch if e.type == "usage"])
 
     async def _meter(self, session: AsyncSession, usage: list[NewEvent]) -> None:
         """One ledger row per LLM call (idempotent by event), then the plan's limit."""
@@ -172,7 +177,14 @@ class RunEventLog:
             )
         over = await billing.over_limit(session, self.account_id, settings=self.runtime.settings)
         if over and self.on_billing_limit is not None:
-            self.on_billing_limit()
+            stop = self.on_billing_limit
+
+            async def stop_after_commit() -> None:
+                stop()
+
+            # Once this transaction (the usage and the message that came with it) is durable:
+            # cancelling the engine inside it would roll the output back.
+            on_commit(session, stop_after_commit)
 
     def take_seq(self) -> int:
         seq = self.next_seq
