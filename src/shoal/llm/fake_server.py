@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from shoal.kit.threaded_server import ThreadedServer
 from shoal.llm.fake_sse import check_tool_ordering, render_turn_chunks, render_turn_json
 
 Scope = MutableMapping[str, Any]
@@ -100,19 +100,21 @@ class FakeLLMServer:
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         self.host = host
-        self.port = 0
         self.records: list[RecordedRequest] = []
         self._turns: deque[FakeTurn] = deque()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._server: Any = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._http = ThreadedServer(
+            self._app, name="fake-llm", host=host, http="h11", interface="asgi3"
+        )
 
     # -- public API -----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._http.url
+
+    @property
+    def port(self) -> int:
+        return self._http.port
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -135,51 +137,11 @@ class FakeLLMServer:
             return len(self._turns)
 
     def start(self) -> FakeLLMServer:
-        import uvicorn
-
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says
-        # TCP; with proto 0 Nagle + delayed ACKs add ~40 ms to every response.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-            http="h11",
-            interface="asgi3",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"fake-llm-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not getattr(self._server, "started", False):
-            if self._error is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fake LLM server did not start: {self._error!r}")
-            time.sleep(0.005)
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._server.force_exit = True
-        self._thread.join(timeout=5)
-        self._thread = None
-
-    def _run(self, sock: socket.socket) -> None:
-        try:
-            asyncio.run(self._server.serve(sockets=[sock]))
-        except BaseException as exc:  # pragma: no cover - surfaced by start()
-            self._error = exc
-        finally:
-            sock.close()
+        self._http.stop()
 
     def __enter__(self) -> FakeLLMServer:
         return self.start()

@@ -27,9 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar
@@ -42,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shoal.errors import ShoalError
+from shoal.kit.threaded_server import ThreadedServer
 from shoal.kit.time import utcnow
 from shoal.sandbox.base import SandboxSpec
 from shoal.sandbox.daytona_fake_toolbox import FakeSession, Toolbox, ToolboxError, error_response
@@ -79,17 +77,24 @@ class FakeDaytona:
     def __init__(self, backend: ScriptedSandbox | None = None, *, api_key: str = "") -> None:
         self.backend = backend or ScriptedSandbox()
         self.api_key = api_key or f"fake-daytona-{uuid.uuid4().hex[:12]}"
-        self.port = 0
         self.requests: list[tuple[str, str, Any]] = []
         self.sandboxes: dict[str, FakeSandbox] = {}
         self._toolbox = Toolbox(self)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._http = ThreadedServer(
+            self.app(),
+            name="fake-daytona",
+            on_exit=self._close_backend,
+            http="h11",
+            ws="websockets-sansio",
+        )
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._http.url
+
+    @property
+    def port(self) -> int:
+        return self._http.port
 
     @property
     def api_url(self) -> str:
@@ -260,50 +265,15 @@ class FakeDaytona:
         return Starlette(routes=[*api, *self._toolbox.routes(), preview])
 
     def start(self) -> FakeDaytona:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app(), lifespan="off", log_level="warning", access_log=False, loop="asyncio",
-            http="h11", ws="websockets-sansio", timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"fake-daytona-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not getattr(self._server, "started", False):
-            if self._error is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fake Daytona did not start: {self._error!r}")
-            time.sleep(0.005)
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._server.force_exit = True
-        self._thread.join(timeout=5)
-        self._thread = None
+        self._http.stop()
 
-    def _run(self, sock: socket.socket) -> None:
-        async def serve() -> None:
-            try:
-                await self._server.serve(sockets=[sock])
-            finally:
-                with contextlib.suppress(Exception):
-                    await self.backend.aclose()
-
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:  # pragma: no cover - surfaced by start()
-            self._error = exc
-        finally:
-            sock.close()
+    async def _close_backend(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.backend.aclose()
 
     def __enter__(self) -> FakeDaytona:
         return self.start()
