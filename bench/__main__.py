@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from bench.harness import Report, console, load_average, render_readme, write_result
 
-BENCHMARKS = ["first_token", "throughput", "fanout", "slow_runs", "sandbox_exec"]
+BENCHMARKS = ["floor", "first_token", "throughput", "fanout", "slow_runs", "sandbox_exec"]
 
 
 def _load(name: str) -> ModuleType:
