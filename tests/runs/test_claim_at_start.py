@@ -4,6 +4,9 @@ worker leaves new runs queued for a wake-up."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -71,3 +74,42 @@ async def test_a_full_worker_does_not_claim_at_start(
     assert (await get_run(client, user, second))["status"] == "queued"
     await client.post(f"/api/agent-run/{first}/stop", headers=user.headers)
     assert (await wait_run(client, user, second, timeout=20.0))["status"] == "completed"
+
+
+async def test_a_start_beside_a_run_storing_a_message_neither_deadlocks(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of the project is storing its answer (its transaction has renewed the run's
+    lease and is about to take the thread's row) while a second start on the same thread
+    tries to claim its run (which waits for that transaction: one running run per project).
+    The start must not hold the thread's row while it waits — on Postgres the two would
+    deadlock and one of them fail (a 500, or a lost answer)."""
+    from shoal.threads.repository import MessageRepository
+
+    original = MessageRepository.add
+    paused, release = asyncio.Event(), asyncio.Event()
+
+    async def pausing(self: MessageRepository, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("type") == "assistant" and not paused.is_set():
+            paused.set()  # the worker's transaction is open and has fenced the run
+            await release.wait()
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MessageRepository, "add", pausing)
+    thread_id, _ = await new_thread(client, user)
+    first = await start_run(client, user, thread_id, "hi")
+    await asyncio.wait_for(paused.wait(), 20)
+    second = asyncio.create_task(
+        client.post(
+            f"/api/threads/{thread_id}/agent/start",
+            json={"prompt": "next", "multitask_strategy": "enqueue"},
+            headers=user.headers,
+        )
+    )
+    await asyncio.sleep(0.5)  # the second start is inside its transaction by now
+    release.set()
+    response = await asyncio.wait_for(second, 30)
+    assert response.status_code == 202, response.text
+    assert (await wait_run(client, user, first, timeout=30.0))["status"] == "completed"
+    later = response.json()["agent_run_id"]
+    assert (await wait_run(client, user, later, timeout=30.0))["status"] == "completed"

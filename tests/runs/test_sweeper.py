@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from shoal.db.models import AgentRun
 from shoal.db.session import unit_of_work
@@ -152,3 +154,31 @@ async def test_a_run_queued_too_long_fails_with_queue_timeout(
     await client.post(f"/api/agent-run/{first}/stop", headers=user.headers)
     assert (await wait_run(client, user, first))["status"] == "stopped"
     assert await runs_by_status(app, "running", "queued") == []
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.services)])
+async def test_marking_a_run_woken_never_waits_for_a_worker_claiming_it(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI
+) -> None:
+    """Ending a run marks the project's next queued run woken. A worker may be claiming that
+    run at that moment — its claim holds the row and waits for the ending transaction (one
+    running run per project) — so marking skips a locked row instead of waiting for it: on
+    Postgres the two transactions would deadlock. (SQLite has one writer at a time.)"""
+    thread_id, project_id = await new_thread(client, user)
+    long_ago = utcnow() - timedelta(hours=1)
+    run_id = await _queued_run_without_wakeup(app, user, thread_id, project_id, woken_at=long_ago)
+    async with app.state.session_factory() as claimer:
+        await claimer.execute(
+            update(AgentRun).where(AgentRun.id == run_id).values(updated_at=utcnow())
+        )  # holds the row, like a claim in progress
+        async with unit_of_work(app.state.session_factory) as session:
+            await asyncio.wait_for(RunRepository(session).mark_woken([run_id]), 10)
+        await claimer.rollback()
+    async with app.state.session_factory() as session:
+        run = await RunRepository(session).get(run_id)
+        assert run is not None and run.last_wakeup_at == long_ago  # skipped, not waited for
+    async with unit_of_work(app.state.session_factory) as session:
+        await RunRepository(session).mark_woken([run_id])
+    async with app.state.session_factory() as session:
+        run = await RunRepository(session).get(run_id)
+        assert run is not None and run.last_wakeup_at > long_ago  # unlocked: marked

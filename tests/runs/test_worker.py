@@ -43,6 +43,42 @@ async def test_a_queued_run_starts_when_the_one_before_it_ends(
 
 
 @pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
+async def test_a_wake_up_during_the_previous_ones_failed_claim_is_not_lost(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's wake-up job may find it not claimable yet (its project's run is just ending)
+    while that ending already sent the next wake-up: the second one arrives while the first
+    job still holds the run's key. It must make the job claim again, not be dropped — else
+    the run waits for the sweeper (here: an hour)."""
+    from shoal.runs.worker import RunWorker
+    from tests.runs.test_sweeper import _queued_run_without_wakeup
+
+    worker: RunWorker = app.state.run_host.worker
+    original = RunWorker._claim_patiently
+    attempts = 0
+    first_attempt, go_on = asyncio.Event(), asyncio.Event()
+
+    async def claim(self: RunWorker, run_id: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:  # the first job: "not claimable yet", decided slowly
+            first_attempt.set()
+            await go_on.wait()
+            return None
+        return await original(self, run_id)
+
+    monkeypatch.setattr(RunWorker, "_claim_patiently", claim)
+    thread_id, project_id = await new_thread(client, user)
+    run_id = await _queued_run_without_wakeup(app, user, thread_id, project_id)
+    await worker.wake(str(run_id))
+    await asyncio.wait_for(first_attempt.wait(), 10)
+    await worker.wake(str(run_id))  # the ending run's wake-up, while the first job runs
+    go_on.set()
+    run = await wait_run(client, user, str(run_id), timeout=20.0)
+    assert (run["status"], attempts) == ("completed", 2)
+
+
+@pytest.mark.parametrize("settings_overrides", [NO_POLLING], ids=["no-polling"])
 async def test_many_runs_start_at_once(client: httpx.AsyncClient, user: TestUser) -> None:
     threads = [(await new_thread(client, user))[0] for _ in range(6)]
     runs = await asyncio.gather(*(start_run(client, user, t, "hi") for t in threads))

@@ -367,9 +367,19 @@ class RunRepository(RepositoryBase):
         return result.scalar_one_or_none()
 
     async def mark_woken(self, run_ids: Sequence[uuid.UUID]) -> None:
+        """Note that these runs are being woken (the sweeper re-wakes only stale ones). A row
+        locked by another transaction is skipped, not waited for: that is a worker claiming
+        it, which may itself be waiting for this transaction (the project's running run
+        ending here) — waiting would deadlock."""
         if run_ids:
+            free = (
+                select(AgentRun.id)
+                .where(AgentRun.id.in_(run_ids))
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
             await self.session.execute(
-                update(AgentRun).where(AgentRun.id.in_(run_ids)).values(last_wakeup_at=utcnow())
+                update(AgentRun).where(AgentRun.id.in_(free)).values(last_wakeup_at=utcnow())
             )
 
     # -- sweeper ------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ def thread_channel(thread_id: uuid.UUID | str) -> str:
     return f"thread:{thread_id}:runs"
 
 
+# What an embedded start awaits once it has written the first events of a run it claimed.
+Completion = Callable[[], Awaitable[None]]
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -45,9 +49,10 @@ class Runtime:
     sandboxes: SandboxManager = field(default=None)  # type: ignore[assignment]
     """Project sandboxes (built from settings unless given; the provider itself is built on
     first use, so processes that never touch a sandbox need no sandbox support)."""
-    claim_at_start: Callable[[AsyncSession, uuid.UUID], Awaitable[bool]] | None = None
-    """Embedded: this process's worker claims a new run inside the start's transaction
-    (True: claimed, no wake-up needed)."""
+    claim_at_start: Callable[[AsyncSession, uuid.UUID], Awaitable[Completion | None]] | None = None
+    """Embedded: this process's worker claims a new run inside the start's transaction (None:
+    not claimed, wake it). Call it before locking the thread's row; await the completion once
+    the run's first events are written."""
 
     def __post_init__(self) -> None:
         if self.sandboxes is None:

@@ -251,6 +251,9 @@ async def start(
         )
     )
     events: list[tuple[str, dict[str, Any]]] = [("run_status", lifecycle.status_data(run))]
+    # Claimed before the message locks the thread's row: the claim may wait for the project's
+    # running run's transaction, and that one may be waiting for this thread's row.
+    complete = await runtime.claim_at_start(session, run.id) if runtime.claim_at_start else None
     if content is not None:
         message = await MessageRepository(session).add(
             thread.thread_id, type="user", content=content, agent_run_id=run.id
@@ -261,8 +264,9 @@ async def start(
             ("message", {"message": MessageRead.model_validate(message).model_dump(mode="json")})
         )
     await lifecycle.write_events(session, runtime, run, events, first_seq=1, allocated=True)
-    claimed = runtime.claim_at_start is not None and await runtime.claim_at_start(session, run.id)
-    if not claimed:
+    if complete is not None:
+        await complete()  # reads the history (with this prompt), writes `running`
+    else:
         runtime.after_commit_wake(session, [run.id])
     runtime.after_commit_signal(session, thread_channel(thread.thread_id), str(run.id))
     return run

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shoal.billing import service as billing
 from shoal.db.engine import saturated
+from shoal.db.models import AgentRun
 from shoal.db.session import on_commit, on_rollback, unit_of_work
 from shoal.engine.types import RunResult
 from shoal.errors import NotFound
@@ -35,7 +36,7 @@ from shoal.runs import lifecycle
 from shoal.runs.events import RunEventLog
 from shoal.runs.execute import RunSnapshot, execute_run, prepare
 from shoal.runs.repository import Fenced, RunRepository
-from shoal.runs.runtime import Runtime, control_channel
+from shoal.runs.runtime import Completion, Runtime, control_channel
 from shoal.runs.service import STOP
 from shoal.runs.tracing import RunTrace, TracedChatModel
 from shoal.worker.executor import Executor, ExecutorClosed
@@ -70,12 +71,18 @@ class RunWorker:
         self._reasons: dict[uuid.UUID, CancelReason] = {}
         self._engines: dict[uuid.UUID, asyncio.Task[RunResult]] = {}
         self._held: dict[uuid.UUID, _Held] = {}
+        # Runs woken again while their previous wake-up's job was still deciding: its claim
+        # may have failed just before the wake-up's reason (the project's run ending) committed.
+        self._rewoken: set[uuid.UUID] = set()
         self._beat: asyncio.Task[None] | None = None
 
     # -- entry points ----------------------------------------------------------------------
     async def wake(self, run_id: str) -> None:
         """Handle a wake-up: take the run if it can start. Waits for a free slot."""
         parsed = uuid.UUID(run_id)
+        if self.executor.running(run_id):  # its job claims once more before it ends
+            self._rewoken.add(parsed)
+            return
         try:
             await self.executor.submit(run_id, lambda: self._run(parsed))
         except ExecutorClosed:
@@ -118,14 +125,20 @@ class RunWorker:
     ) -> tuple[RunSnapshot, RunEventLog] | None:
         """Claim in the caller's transaction: one statement takes the run and reserves the seq
         of its ``running`` event, which is written here too."""
-        run = await RunRepository(session).claim(
+        run = await self._take(session, run_id)
+        return None if run is None else await self._taken(session, run)
+
+    async def _take(self, session: AsyncSession, run_id: uuid.UUID) -> AgentRun | None:
+        return await RunRepository(session).claim(
             run_id,
             worker_id=self.worker_id,
             lease_seconds=self.runtime.settings.run_lease_seconds,
             reserve=1,
         )
-        if run is None:
-            return None
+
+    async def _taken(self, session: AsyncSession, run: AgentRun) -> tuple[RunSnapshot, RunEventLog]:
+        """The rest of a claim: the agent and history for the first model call (read in this
+        transaction), the run's event log, and its ``running`` event (the seq taken for it)."""
         snapshot = RunSnapshot.of(run)
         with contextlib.suppress(NotFound):  # a deleted agent fails the run in execute_run
             # Read in this transaction: no second one before the first model call.
@@ -152,30 +165,39 @@ class RunWorker:
         )
         return snapshot, events
 
-    async def claim_at_start(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
+    async def claim_at_start(self, session: AsyncSession, run_id: uuid.UUID) -> Completion | None:
         """Embedded start: claim the new run in the start's own transaction when a slot is
         free, skipping the wake-up → claim round trip. The claim is the usual fenced, leased
         one (the sweeper fails it if this process dies); the job starts once the start
-        commits, and a rollback gives the slot back. False: leave it queued and wake it."""
+        commits, and a rollback gives the slot back. None: leave it queued and wake it.
+
+        The caller takes the run first, before its transaction locks anything a worker's
+        transaction holds while waiting (the thread's row: a claim may wait for the project's
+        running run's transaction, which may be storing a message of this thread), then
+        writes the run's first events and awaits the returned completion."""
         if self.runtime.settings.concurrency_overflow == "queue":
-            return False  # the account's running cap is checked on the wake-up path
+            return None  # the account's running cap is checked on the wake-up path
         if not await self.executor.reserve():
-            return False
+            return None
         try:
-            claimed = await self._claim_in(session, run_id)
+            run = await self._take(session, run_id)
         except BaseException:
             self.executor.release()
             raise
-        if claimed is None:
+        if run is None:
             self.executor.release()
-            return False
+            return None
         on_rollback(session, self.executor.release)
 
-        async def _go() -> None:
-            self.executor.start_reserved(str(run_id), lambda: self._run_claimed(*claimed))
+        async def complete() -> None:
+            claimed = await self._taken(session, run)
 
-        on_commit(session, _go)
-        return True
+            async def _go() -> None:
+                self.executor.start_reserved(str(run_id), lambda: self._run_claimed(*claimed))
+
+            on_commit(session, _go)
+
+        return complete
 
     async def _account_full(self, session: AsyncSession, run_id: uuid.UUID) -> bool:
         """With ``SHOAL_CONCURRENCY_OVERFLOW=queue``: is the run's account at its cap of running
@@ -203,9 +225,17 @@ class RunWorker:
         return None
 
     async def _run(self, run_id: uuid.UUID) -> None:
-        claimed = await self._claim_patiently(run_id)
-        if claimed is not None:
-            await self._run_claimed(*claimed)
+        try:
+            while True:
+                self._rewoken.discard(run_id)
+                claimed = await self._claim_patiently(run_id)
+                if claimed is not None:
+                    await self._run_claimed(*claimed)
+                    return
+                if run_id not in self._rewoken:
+                    return  # (no await between this check and the executor freeing the key)
+        finally:
+            self._rewoken.discard(run_id)
 
     async def _run_claimed(self, run: RunSnapshot, events: RunEventLog) -> None:
         # The run's own log context (not that of the request whose wake-up started it).
