@@ -247,7 +247,7 @@ def create_app(
         app.state.run_host = host
         app.state.readiness = host.readiness
         app.state.queue_depth = host.queue_depth
-        app.state.delete_hooks = run_service.delete_hooks(host.runtime)
+        app.state.project_hooks = run_service.project_hooks(host.runtime)
         await host.start()
         log.info(
             "shoal_started",

@@ -38,6 +38,27 @@ async def test_create_start_stop_states(provider: SandboxProvider, make_sandbox:
     assert (await provider.exec(sandbox_id, "true")).exit_code == 0
 
 
+async def test_network_policy_changes_keep_the_workspace(
+    provider: SandboxProvider, make_sandbox: Factory
+) -> None:
+    """A project's ``sandbox_network`` may change after its sandbox exists: the policy is
+    applied to it (running: still running afterwards; stopped: from its next start), and the
+    workspace is untouched."""
+    sandbox_id = await make_sandbox(network="none")
+    await provider.write_file(sandbox_id, "kept.txt", b"still here")
+    opened = await provider.set_network(sandbox_id, "open")
+    assert (opened.network, opened.state) == ("open", SandboxState.STARTED)
+    assert (await provider.get(sandbox_id)).network == "open"
+    assert (await provider.exec(sandbox_id, "cat kept.txt")).stdout == "still here"
+    await provider.stop(sandbox_id)
+    closed = await provider.set_network(sandbox_id, "none")
+    assert (closed.network, closed.state) == ("none", SandboxState.STOPPED)
+    started = await provider.start(sandbox_id)
+    assert (started.network, started.state) == ("none", SandboxState.STARTED)
+    with pytest.raises(SandboxNotFound):
+        await provider.set_network("nope", "open")
+
+
 async def test_unknown_and_deleted_sandboxes_are_not_found(
     provider: SandboxProvider, make_sandbox: Factory
 ) -> None:

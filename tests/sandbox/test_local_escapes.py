@@ -166,6 +166,26 @@ async def test_network_open_blocks_host_loopback_and_private_ranges(
         assert time.monotonic() - started < 3, host
 
 
+async def test_a_network_change_reaches_a_running_sandbox(
+    local: LocalProvider, start: Start
+) -> None:
+    """Closing the network of a running sandbox takes effect at once (it restarts): nothing
+    started under the old policy keeps it."""
+
+    async def interfaces(sandbox_id: str) -> list[str]:
+        links = await local.exec(sandbox_id, "cat /proc/net/dev")
+        return [line.split(":")[0].strip() for line in links.stdout.splitlines()[2:]]
+
+    sandbox_id = await start("open")
+    assert "tap0" in await interfaces(sandbox_id)
+    await local.start_session(sandbox_id, "old", "sleep 600")
+    await local.set_network(sandbox_id, "none")
+    assert await interfaces(sandbox_id) == ["lo"]
+    assert await local.list_sessions(sandbox_id) == []  # the old processes are gone
+    await local.set_network(sandbox_id, "open")
+    assert "tap0" in await interfaces(sandbox_id)
+
+
 # -- resource limits ---------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shoal.agents import service as agent_service
 from shoal.auth.principal import Principal
 from shoal.billing import service as billing
-from shoal.db.models import AgentRun, IdempotencyKey, Thread
+from shoal.db.models import AgentRun, IdempotencyKey, Project, Thread
 from shoal.db.repository import Page
 from shoal.errors import ConcurrencyLimit, Forbidden, IdempotencyConflict, NotFound, RunActive
 from shoal.kit.ids import parse_id
@@ -32,7 +32,7 @@ from shoal.runs.schemas import RunOptions, RunRead, RunStart, RunUsage
 from shoal.runs.stream import DELETED
 from shoal.threads import service as thread_service
 from shoal.threads.repository import MessageRepository, ThreadRepository
-from shoal.threads.service import DeleteHooks
+from shoal.threads.service import ProjectHooks
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 STOP = "stop"
@@ -311,10 +311,11 @@ async def stop_active(
         await stop(session, runtime, run=run)
 
 
-def delete_hooks(runtime: Runtime) -> DeleteHooks:
+def project_hooks(runtime: Runtime) -> ProjectHooks:
     """The runs layer's part in deleting projects and threads: stop their runs first; a
     project's sandbox (and its workspace) goes with it; once the delete commits, the
-    thread's open streams (thread and run streams, in every process) are told to end."""
+    thread's open streams (thread and run streams, in every process) are told to end. A
+    project's new ``sandbox_network`` reaches its sandbox once the update commits."""
 
     async def before_project(session: AsyncSession, project_id: uuid.UUID) -> None:
         await stop_active(session, runtime, project_id=project_id)
@@ -326,8 +327,16 @@ def delete_hooks(runtime: Runtime) -> DeleteHooks:
         await stop_active(session, runtime, thread_id=thread_id)
         runtime.after_commit_signal(session, thread_channel(thread_id), DELETED)
 
-    return DeleteHooks(
-        before_project_delete=(before_project,), before_thread_delete=(before_thread,)
+    async def after_project_update(
+        session: AsyncSession, project: Project, changed: dict[str, Any]
+    ) -> None:
+        if "sandbox_network" in changed:
+            await runtime.sandboxes.network_changed(session, project)
+
+    return ProjectHooks(
+        before_project_delete=(before_project,),
+        before_thread_delete=(before_thread,),
+        after_project_update=(after_project_update,),
     )
 
 

@@ -259,6 +259,11 @@ class SandboxProvider(Protocol):
 
     async def delete(self, sandbox_id: str) -> None: ...
 
+    async def set_network(self, sandbox_id: str, network: Network) -> SandboxInfo:
+        """Apply ``network`` from now on. A provider that cannot change the network of a running
+        sandbox restarts it (its processes end; ``/workspace`` stays)."""
+        ...
+
     async def exec(
         self,
         sandbox_id: str,

@@ -51,6 +51,7 @@ from shoal.sandbox.base import (
     ExecResult,
     FileEntry,
     FileNotFoundInSandbox,
+    Network,
     OutputCallback,
     OutputCapture,
     PortConnection,
@@ -192,6 +193,16 @@ class DaytonaProvider:
         if sandbox.state == DaytonaState.STARTED:
             with _daytona_errors(sandbox_id):
                 await sandbox.stop(timeout=self.options.timeout_seconds)
+        return self._info(sandbox)
+
+    async def set_network(self, sandbox_id: str, network: Network) -> SandboxInfo:
+        """Daytona changes a sandbox's outbound policy on its runner, running or not."""
+        sandbox = await self._lookup(sandbox_id)
+        with _daytona_errors(sandbox_id):
+            await sandbox.update_network_settings(
+                network_block_all=network == "none",
+                request_timeout=self.options.timeout_seconds,
+            )
         return self._info(sandbox)
 
     async def delete(self, sandbox_id: str) -> None:

@@ -31,7 +31,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TypeVar
 
-from daytona_api_client import CreateSandbox, PortPreviewUrl, Sandbox, ToolboxProxyUrl
+from daytona_api_client import (
+    CreateSandbox,
+    PortPreviewUrl,
+    Sandbox,
+    ToolboxProxyUrl,
+    UpdateSandboxNetworkSettings,
+)
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -181,6 +187,15 @@ class FakeDaytona:
         box.state = "stopped"
         return JSONResponse(self._dto(box))
 
+    async def _network(self, request: Request) -> Response:
+        box = self.find(request.path_params["id"])
+        body = await self.validated(request, UpdateSandboxNetworkSettings)
+        if body.network_block_all is None:
+            raise ToolboxError(400, "Only networkBlockAll is supported by this fake")
+        box.request.network_block_all = body.network_block_all
+        await self.backend.set_network(box.id, "none" if body.network_block_all else "open")
+        return JSONResponse(self._dto(box))
+
     async def _delete(self, request: Request) -> Response:
         box = self.find(request.path_params["id"])
         self.requests.append((request.method, request.url.path, None))
@@ -254,6 +269,7 @@ class FakeDaytona:
             Route(one, self._api(self._delete), methods=["DELETE"]),
             Route(one + "/start", self._api(self._start), methods=["POST"]),
             Route(one + "/stop", self._api(self._stop), methods=["POST"]),
+            Route(one + "/network-settings", self._api(self._network), methods=["POST"]),
             Route(one + "/ports/{port:int}/preview-url", self._api(self._preview_url)),
             Route(one + "/toolbox-proxy-url", self._api(self._toolbox_url)),
         ]

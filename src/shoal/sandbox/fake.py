@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import posixpath
 import re
 import socket
@@ -36,6 +37,7 @@ from shoal.sandbox.base import (
     ExecResult,
     FileEntry,
     FileNotFoundInSandbox,
+    Network,
     OutputCallback,
     OutputCapture,
     PortConnection,
@@ -217,6 +219,11 @@ class ScriptedSandbox:
     async def delete(self, sandbox_id: str) -> None:
         await self.stop(sandbox_id)
         del self._boxes[sandbox_id]
+
+    async def set_network(self, sandbox_id: str, network: Network) -> SandboxInfo:
+        box = self._box(sandbox_id)  # applied at once, like Daytona's network settings
+        box.info = dataclasses.replace(box.info, network=network)
+        return box.info
 
     async def aclose(self) -> None:
         for sandbox_id in list(self._boxes):

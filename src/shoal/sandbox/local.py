@@ -35,6 +35,7 @@ from shoal.sandbox.base import (
     WORKSPACE,
     ExecResult,
     FileEntry,
+    Network,
     OutputCallback,
     PortConnection,
     PreviewLink,
@@ -236,6 +237,18 @@ class LocalProvider:
             meta = await self._meta(sandbox_id)
             await self._kill_everything(sandbox_id, await self._uid(sandbox_id))
             return self._info(meta, SandboxState.STOPPED)
+
+    async def set_network(self, sandbox_id: str, network: Network) -> SandboxInfo:
+        """The network namespace is set up when the sandbox starts: a running one restarts."""
+        async with self._lock(sandbox_id):
+            meta = {**await self._meta(sandbox_id), "network": network}
+            path = self._dir(sandbox_id) / "sandbox.json"
+            await asyncio.to_thread(path.write_text, json.dumps(meta))
+            running = await self._client(sandbox_id).ping()
+        if not running:
+            return self._info(meta, SandboxState.STOPPED)
+        await self.stop(sandbox_id)
+        return await self.start(sandbox_id)
 
     async def _kill_everything(self, sandbox_id: str, uid: int | None) -> None:
         """Kill the instance and every process of the sandbox; wait until none is left."""

@@ -30,7 +30,7 @@ from shoal.db.session import on_commit, unit_of_work
 from shoal.errors import NotFound, ShoalError
 from shoal.kit.time import utcnow
 from shoal.sandbox import SandboxNotFound, SandboxProvider, SandboxSpec, build_provider
-from shoal.sandbox.base import WORKSPACE, SandboxNotRunning
+from shoal.sandbox.base import WORKSPACE, Network, SandboxNotRunning
 from shoal.sandboxes.repository import SandboxRepository
 
 log = structlog.get_logger(__name__)
@@ -120,7 +120,7 @@ class SandboxManager:
             return row.provider_sandbox_id
         await self._set(sandbox_id, state="creating", error=None)
         spec = SandboxSpec(
-            network="open" if project.sandbox_network == "open" else "none",
+            network=_network(project),
             labels={
                 "shoal.sandbox_id": str(sandbox_id),
                 "shoal.project_id": str(project.project_id),
@@ -153,6 +153,9 @@ class SandboxManager:
                 info = await self.provider.get(provider_id)
             running = info.state == "started" and sandbox_id in self._started
             if not running:  # else every tool call would rewrite the row: touch() throttles
+                wanted = _network((await self._load(sandbox_id))[1])
+                if info.network != wanted:  # the project's setting changed while it was away
+                    info = await self.provider.set_network(provider_id, wanted)
                 if info.state != "started":
                     try:
                         await self.provider.start(provider_id)
@@ -241,7 +244,7 @@ class SandboxManager:
         provider's sandbox (``delete_at_provider``) so no orphan workspace stays behind."""
         row = await self.record(session, project)
         spec = SandboxSpec(
-            network="open" if project.sandbox_network == "open" else "none",
+            network=_network(project),
             labels={
                 "shoal.sandbox_id": str(row.sandbox_id),
                 "shoal.project_id": str(project.project_id),
@@ -260,6 +263,41 @@ class SandboxManager:
             paths.append(entry.path)
         await session.flush()
         return Uploaded(paths, row.sandbox_id, info.sandbox_id)
+
+    # -- network policy --------------------------------------------------------------------------
+
+    async def network_changed(self, session: AsyncSession, project: Project) -> None:
+        """Update hook: once the project's new ``sandbox_network`` commits, its sandbox gets it
+        (a running local sandbox restarts). Where that fails the sandbox is stopped instead —
+        nothing runs under the old policy — and its next start applies the setting."""
+        row = await SandboxRepository(session).for_project(project.project_id)
+        if row is None or row.provider_sandbox_id is None:
+            return  # created later, with the new setting
+        sandbox_id, wanted = row.sandbox_id, _network(project)
+
+        async def _apply() -> None:
+            await self.apply_network(sandbox_id, wanted)
+
+        on_commit(session, _apply)
+
+    async def apply_network(self, sandbox_id: uuid.UUID, network: Network) -> None:
+        async with self._lock(sandbox_id):
+            row, _ = await self._load(sandbox_id)
+            if row.provider_sandbox_id is None or row.state == "deleted":
+                return
+            try:
+                await self.provider.set_network(row.provider_sandbox_id, network)
+                log.info("sandbox.network_changed", sandbox_id=str(sandbox_id), network=network)
+                return
+            except SandboxNotFound:
+                return  # recreated on next use, with the project's setting
+            except Exception:
+                log.exception("sandbox.network_change_failed", sandbox_id=str(sandbox_id))
+            with contextlib.suppress(Exception):
+                await self.provider.stop(row.provider_sandbox_id)
+            self._started.discard(sandbox_id)
+            with contextlib.suppress(Exception):
+                await self._set(sandbox_id, state="stopped")
 
     # -- deletion --------------------------------------------------------------------------------
 
@@ -332,3 +370,7 @@ class SandboxManager:
             with contextlib.suppress(Exception):
                 await self._set(sandbox_id, state="stopped")
         self._started.clear()
+
+
+def _network(project: Project) -> Network:
+    return "open" if project.sandbox_network == "open" else "none"

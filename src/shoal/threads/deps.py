@@ -16,7 +16,7 @@ from shoal.config import Settings
 from shoal.db.deps import SessionDep
 from shoal.db.models import Project, Thread
 from shoal.threads import service
-from shoal.threads.service import DeleteHooks
+from shoal.threads.service import ProjectHooks
 
 
 async def _readable_project(
@@ -48,11 +48,11 @@ def _max_message_bytes(request: Request) -> int:
     return settings.max_message_bytes
 
 
-def _delete_hooks(request: Request) -> DeleteHooks:
-    """What upper layers registered to run before a project or thread is deleted (the runs
-    layer stops their active runs). Registered on ``app.state.delete_hooks`` by the app."""
-    hooks: DeleteHooks | None = getattr(request.app.state, "delete_hooks", None)
-    return hooks or DeleteHooks()
+def _project_hooks(request: Request) -> ProjectHooks:
+    """What upper layers registered to run when a project or thread changes (the runs layer
+    stops active runs before a delete). Registered on ``app.state.project_hooks`` by the app."""
+    hooks: ProjectHooks | None = getattr(request.app.state, "project_hooks", None)
+    return hooks or ProjectHooks()
 
 
 ReadableProject = Annotated[Project, Depends(_readable_project)]
@@ -60,4 +60,4 @@ WritableProject = Annotated[Project, Depends(_writable_project)]
 ReadableThread = Annotated[Thread, Depends(_readable_thread)]
 WritableThread = Annotated[Thread, Depends(_writable_thread)]
 MaxMessageBytes = Annotated[int, Depends(_max_message_bytes)]
-DeleteHooksDep = Annotated[DeleteHooks, Depends(_delete_hooks)]
+ProjectHooksDep = Annotated[ProjectHooks, Depends(_project_hooks)]

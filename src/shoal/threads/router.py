@@ -11,8 +11,8 @@ from shoal.db.deps import SessionDep
 from shoal.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shoal.threads import service
 from shoal.threads.deps import (
-    DeleteHooksDep,
     MaxMessageBytes,
+    ProjectHooksDep,
     ReadableProject,
     ReadableThread,
     WritableProject,
@@ -95,10 +95,18 @@ async def get_project(project: ReadableProject) -> ProjectRead:
 
 @router.patch("/projects/{project_id}", response_model=ProjectRead, responses=WRITE_ERRORS)
 async def update_project(
-    project: WritableProject, body: ProjectUpdate, session: SessionDep, principal: OptionalPrincipal
+    project: WritableProject,
+    body: ProjectUpdate,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    hooks: ProjectHooksDep,
 ) -> ProjectRead:
-    """Change a project; only the fields sent change. Members of its account only."""
-    updated = await service.update_project(session, principal, project=project, data=body)
+    """Change a project; only the fields sent change. Members of its account only. A new
+    `sandbox_network` applies to the project's existing sandbox too (a running local sandbox
+    restarts: its processes end, `/workspace` stays)."""
+    updated = await service.update_project(
+        session, principal, project=project, data=body, hooks=hooks
+    )
     return ProjectRead.model_validate(updated)
 
 
@@ -107,7 +115,7 @@ async def delete_project(
     project: WritableProject,
     session: SessionDep,
     principal: OptionalPrincipal,
-    hooks: DeleteHooksDep,
+    hooks: ProjectHooksDep,
 ) -> Response:
     """Delete a project with all its threads and messages; its active run is stopped first.
     Members of its account only."""
@@ -193,7 +201,7 @@ async def delete_thread(
     thread: WritableThread,
     session: SessionDep,
     principal: OptionalPrincipal,
-    hooks: DeleteHooksDep,
+    hooks: ProjectHooksDep,
 ) -> Response:
     """Delete a thread with all its messages; its active run is stopped first. Members of its
     account only."""

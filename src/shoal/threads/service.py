@@ -39,15 +39,19 @@ from shoal.threads.schemas import (
 
 DEFAULT_PROJECT_NAME = "New project"
 DeleteHook = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
+# (session, the updated project, the fields the update changed: name → new value)
+UpdateHook = Callable[[AsyncSession, Project, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteHooks:
-    """Work upper layers need done, in the same transaction, before a project or thread goes
-    (the runs layer stops active runs so no worker writes into deleted rows)."""
+class ProjectHooks:
+    """Work upper layers need done, in the same transaction, when a project or thread changes:
+    before one goes (the runs layer stops active runs so no worker writes into deleted rows),
+    and after a project is updated (the sandboxes layer applies a new ``sandbox_network``)."""
 
     before_project_delete: tuple[DeleteHook, ...] = ()
     before_thread_delete: tuple[DeleteHook, ...] = ()
+    after_project_update: tuple[UpdateHook, ...] = ()
 
 
 def _check_write(loaded: Loaded[Any], principal: Principal | None, what: str) -> None:
@@ -99,12 +103,22 @@ async def list_projects(
 
 
 async def update_project(
-    session: AsyncSession, principal: Principal | None, *, project: Project, data: ProjectUpdate
+    session: AsyncSession,
+    principal: Principal | None,
+    *,
+    project: Project,
+    data: ProjectUpdate,
+    hooks: ProjectHooks | None = None,
 ) -> Project:
     values = data.model_dump(exclude_unset=True)
+    changed = {k: v for k, v in values.items() if getattr(project, k) != v}
     if not values:
         return project
-    return await ProjectRepository(session).update(project, values)
+    updated = await ProjectRepository(session).update(project, values)
+    if changed:
+        for hook in (hooks or ProjectHooks()).after_project_update:
+            await hook(session, updated, changed)
+    return updated
 
 
 async def delete_project(
@@ -112,11 +126,11 @@ async def delete_project(
     principal: Principal | None,
     *,
     project: Project,
-    hooks: DeleteHooks | None = None,
+    hooks: ProjectHooks | None = None,
 ) -> None:
     """Delete a project with its threads and messages (the foreign keys cascade), after the
     registered hooks (stop the active run; later: delete the sandbox)."""
-    for hook in (hooks or DeleteHooks()).before_project_delete:
+    for hook in (hooks or ProjectHooks()).before_project_delete:
         await hook(session, project.project_id)
     await ProjectRepository(session).delete(project.project_id)
 
@@ -209,11 +223,11 @@ async def delete_thread(
     principal: Principal | None,
     *,
     thread: Thread,
-    hooks: DeleteHooks | None = None,
+    hooks: ProjectHooks | None = None,
 ) -> None:
     """Delete a thread with its messages (the foreign key cascades), after the registered
     hooks (stop the thread's active run)."""
-    for hook in (hooks or DeleteHooks()).before_thread_delete:
+    for hook in (hooks or ProjectHooks()).before_thread_delete:
         await hook(session, thread.thread_id)
     await ThreadRepository(session).delete(thread.thread_id)
 
