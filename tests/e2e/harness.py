@@ -478,7 +478,9 @@ class Cluster:
                 "SHOAL_REDIS_URL": self.redis_url,
                 "SHOAL_AUTH_SIGNING_KEY": self._signing_key,
                 "SHOAL_LOGIN_RATE_LIMIT": "1000",
-                "SHOAL_RUN_LEASE_SECONDS": "3",
+                # 12 heartbeats per lease: on a busy 2-core CI box an event loop can be late by
+                # seconds (a lost lease fails the run: worker_lost)
+                "SHOAL_RUN_LEASE_SECONDS": "6",
                 "SHOAL_RUN_HEARTBEAT_SECONDS": "0.5",
                 "SHOAL_SWEEPER_INTERVAL_SECONDS": "0.5",
                 "SHOAL_REQUEUE_SECONDS": "1",

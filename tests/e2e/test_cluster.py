@@ -403,8 +403,9 @@ async def test_a_killed_worker_s_run_fails_as_worker_lost_and_the_rest_complete(
     lost = await wait_run(http, cluster.serves[1], user, stalled, timeout=30, interval=0.1)
     detected = time.monotonic() - killed
     assert lost["status"] == "failed" and lost["error"]["code"] == "worker_lost", lost
-    # The lease (3 s) lapses, then the survivor's sweeper (every 0.5 s) takes the run away.
-    assert detected < 10, f"worker_lost only {detected:.1f}s after the kill"
+    # The lease (6 s) lapses, then the survivor's sweeper (every 0.5 s) takes the run away
+    # (a generous bound: it fails if no sweeper ever looked).
+    assert detected < 20, f"worker_lost only {detected:.1f}s after the kill"
 
     for run_id in [*others, *later]:
         run = await wait_run(http, cluster.serves[0], user, run_id, timeout=30, interval=0.1)
@@ -414,7 +415,7 @@ async def test_a_killed_worker_s_run_fails_as_worker_lost_and_the_rest_complete(
             assert run["error"]["code"] == "worker_lost", run
         else:
             assert run["status"] == "completed", run
-    print(f"worker_lost {detected:.1f}s after the kill (lease 3s)")
+    print(f"worker_lost {detected:.1f}s after the kill (lease 6s)")
     await _wait_no_active_runs(db)
 
 
