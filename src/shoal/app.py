@@ -239,8 +239,8 @@ def create_app(
             chat_model=chat_model,
         )
         if sandbox_provider is not None:
-            host.runtime.sandboxes = SandboxManager(
-                settings, app.state.session_factory, provider=sandbox_provider
+            host.runtime.use_sandboxes(
+                SandboxManager(settings, app.state.session_factory, provider=sandbox_provider)
             )
         app.state.sandboxes = host.runtime.sandboxes
         app.state.runtime = host.runtime

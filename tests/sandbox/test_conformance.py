@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -207,6 +208,36 @@ async def test_background_session_serves_the_next_command_and_the_port_relay(
     assert "Directory listing" not in result.stdout
     with pytest.raises(SessionNotFound):
         await provider.read_session(sandbox_id, "nope")
+
+
+async def test_sessions_report_when_they_started_and_ended(
+    provider: SandboxProvider, make_sandbox: Factory
+) -> None:
+    """What metering a background session's sandbox time needs: its start, and its end once
+    it finished or was killed (in every view: start, read, list, kill)."""
+    sandbox_id = await make_sandbox()
+    before = datetime.now(UTC) - timedelta(seconds=1)  # the sandbox's clock may round down
+    started = await provider.start_session(sandbox_id, "nap", "sleep 0.5")
+    assert started.started_at is not None and started.started_at >= before
+    assert started.ended_at is None
+    for _ in range(200):
+        output = await provider.read_session(sandbox_id, "nap")
+        if not output.running:
+            break
+        await asyncio.sleep(0.05)
+    assert not output.running
+    assert output.started_at == started.started_at
+    assert output.ended_at is not None
+    assert 0.4 <= (output.ended_at - started.started_at).total_seconds() < 30
+    (listed,) = [s for s in await provider.list_sessions(sandbox_id) if s.name == "nap"]
+    assert (listed.started_at, listed.ended_at) == (output.started_at, output.ended_at)
+
+    await provider.start_session(sandbox_id, "long", "sleep 600")
+    (running,) = [s for s in await provider.list_sessions(sandbox_id) if s.name == "long"]
+    assert running.running and running.started_at is not None and running.ended_at is None
+    killed = await provider.kill_session(sandbox_id, "long")
+    assert killed.started_at == running.started_at
+    assert killed.ended_at is not None and killed.ended_at >= running.started_at
 
 
 async def test_a_finished_session_keeps_its_output_and_exit_code(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from shoal.db.models import UsageEntry
 from shoal.sandbox import SandboxError, SandboxInfo, SandboxProvider, SandboxState, ScriptedSandbox
 from shoal.sandbox.base import Network
 from tests.conftest import TestUser
@@ -14,13 +16,18 @@ from tests.sandboxes.conftest import new_project, sandbox_of, started
 
 
 class RefusingSandbox(ScriptedSandbox):
-    """The scripted provider; ``refuse`` makes network changes fail."""
+    """The scripted provider; ``refuse`` makes network changes fail, ``restart`` makes them
+    restart a running sandbox (as the local provider does)."""
 
     refuse = False
+    restart = False
 
     async def set_network(self, sandbox_id: str, network: Network) -> SandboxInfo:
         if self.refuse:
             raise SandboxError("the provider is down")
+        if self.restart and (await self.get(sandbox_id)).state is SandboxState.STARTED:
+            await self.stop(sandbox_id)
+            await self.start(sandbox_id)
         return await super().set_network(sandbox_id, network)
 
 
@@ -90,3 +97,18 @@ async def test_a_project_without_a_provider_sandbox_only_changes_its_setting(
     sandbox_provider.refuse = False
     provider_id = await started(app, sandbox_id)
     assert (await sandbox_provider.get(provider_id)).network == "open"  # created with it
+
+
+async def test_sessions_a_restart_for_the_new_setting_ended_are_charged(
+    client: httpx.AsyncClient, user: TestUser, app: FastAPI, sandbox_provider: RefusingSandbox
+) -> None:
+    project_id = await new_project(client, user)
+    sandbox_id = (await sandbox_of(client, user, project_id))["sandbox_id"]
+    provider_id = await started(app, sandbox_id)
+    await sandbox_provider.start_session(provider_id, "server", "sleep 600")
+    sandbox_provider.restart = True
+    assert (await _patch(client, user, project_id, "open")).status_code == 200
+    assert await sandbox_provider.list_sessions(provider_id) == []  # the restart ended it
+    async with app.state.session_factory() as session:
+        rows = (await session.execute(select(UsageEntry))).scalars().all()
+    assert [(r.kind, r.idempotency_key.split(":")[0]) for r in rows] == [("exec", "session")]

@@ -14,6 +14,7 @@ import pytest
 
 from shoal.config import Settings
 from shoal.sandbox import SandboxProvider, ScriptedSandbox
+from shoal.sandbox.base import SessionInfo
 from shoal.tools import StaticSandbox, ToolContext, ToolRegistry, ToolResult, sandbox_tools
 
 _SAME: Any = object()
@@ -101,21 +102,29 @@ class SandboxHarness:
     """Sandbox tools over a provider through :class:`StaticSandbox`, as the registry calls them.
 
     ``output`` collects the live ``(stream, text)`` pieces, ``exec_seconds`` every metered
-    exec (via ``record_exec``).
+    exec (via ``record_exec``), ``sessions_seen`` the sessions reported for metering.
     """
 
     def __init__(self, provider: SandboxProvider, sandbox_id: str, **settings: Any) -> None:
         self.provider = provider
         self.sandbox_id = sandbox_id
         self.exec_seconds: list[float] = []
+        self.sessions_seen: list[SessionInfo] = []
         self.access = StaticSandbox(
-            provider, sandbox_id, base_url="http://shoal.test", on_exec=self._on_exec
+            provider,
+            sandbox_id,
+            base_url="http://shoal.test",
+            on_exec=self._on_exec,
+            on_sessions=self._on_sessions,
         )
         self.registry = ToolRegistry(sandbox_tools(Settings(**settings)))
         self.output: list[tuple[str, str]] = []
 
     async def _on_exec(self, seconds: float) -> None:
         self.exec_seconds.append(seconds)
+
+    async def _on_sessions(self, sessions: list[SessionInfo]) -> None:
+        self.sessions_seen.extend(sessions)
 
     async def _emit(self, stream: str, text: str) -> None:
         self.output.append((stream, text))

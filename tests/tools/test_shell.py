@@ -157,6 +157,12 @@ async def test_session_lifecycle(box: SandboxHarness, fake: ScriptedSandbox) -> 
     after = await box.call("check_command_output", session_name="web")
     assert "finished, exit code 137" in after.output
     assert box.exec_seconds == []  # background sessions are not blocking exec time
+    # ... they are metered as sessions: every tool that saw one reported it, with its times
+    ended = [s for s in box.sessions_seen if s.name == "web" and not s.running]
+    assert ended and all(s.started_at and s.ended_at for s in ended)
+    assert len({(s.started_at, s.ended_at) for s in ended}) == 1  # one session run
+    seconds = (ended[0].ended_at - ended[0].started_at).total_seconds()  # type: ignore[operator]
+    assert 0.5 <= seconds < 30
 
 
 async def test_a_session_that_fails_at_once_reports_failure(box: SandboxHarness) -> None:

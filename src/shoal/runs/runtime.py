@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shoal.config import Settings
 from shoal.db.session import on_commit
+from shoal.runs.metering import session_meter
 from shoal.sandboxes.manager import SandboxManager
 from shoal.streaming.bus import EventBus
 from shoal.worker.broker import Broker
@@ -55,8 +56,13 @@ class Runtime:
     the run's first events are written."""
 
     def __post_init__(self) -> None:
-        if self.sandboxes is None:
-            self.sandboxes = SandboxManager(self.settings, self.session_factory)
+        self.use_sandboxes(self.sandboxes or SandboxManager(self.settings, self.session_factory))
+
+    def use_sandboxes(self, manager: SandboxManager) -> None:
+        """Project sandboxes through ``manager``, their background sessions metered."""
+        if manager.meter is None:
+            manager.meter = session_meter(self.settings, self.session_factory)
+        self.sandboxes = manager
 
     async def publish(self, run_id: uuid.UUID, events: Iterable[dict[str, Any]]) -> None:
         for event in events:

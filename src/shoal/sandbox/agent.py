@@ -225,6 +225,8 @@ class Session:
         self.exit_code: int | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.task: asyncio.Future[None] | None = None
+        self.started_at = time.time()
+        self.ended_at: float | None = None
 
     @property
     def running(self) -> bool:
@@ -236,7 +238,13 @@ class Session:
             "command": self.command,
             "running": self.running,
             "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
         }
+
+    def ended(self, code: int) -> None:
+        self.exit_code = code
+        self.ended_at = time.time()
 
     def output(self) -> dict[str, Any]:
         text = bytes(self.buffer).decode("utf-8", "replace")
@@ -247,7 +255,7 @@ class Session:
             proc = await agent.spawn(request, merge=True, cpu_seconds=None)
         except (Failure, OSError) as exc:
             self.buffer += f"failed to start: {exc}\n".encode()
-            self.exit_code = 127
+            self.ended(127)
             return
         self.proc = proc
         assert proc.stdout is not None
@@ -258,7 +266,8 @@ class Session:
                 del self.buffer[:excess]
                 self.dropped += excess
         code = await proc.wait()
-        self.exit_code = code if code >= 0 else 128 - code
+        if self.running:
+            self.ended(code if code >= 0 else 128 - code)
 
     async def kill(self) -> None:
         """Kill the session's process tree and wait (briefly) for it to be gone."""
@@ -267,7 +276,8 @@ class Session:
         kill_tree(self.proc.pid)
         with contextlib.suppress(asyncio.TimeoutError):
             code = await asyncio.wait_for(self.proc.wait(), timeout=5)
-            self.exit_code = code if code >= 0 else 128 - code
+            if self.running:
+                self.ended(code if code >= 0 else 128 - code)
 
 
 async def send(writer: asyncio.StreamWriter, frame: dict[str, Any]) -> None:

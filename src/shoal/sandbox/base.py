@@ -179,12 +179,24 @@ class OutputCapture:
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """A named background command. ``exit_code`` is ``None`` while it runs."""
+    """A named background command. ``exit_code`` is ``None`` while it runs.
+
+    ``started_at``/``ended_at`` (UTC) meter its sandbox time; ``None`` where the provider
+    cannot say (a session started by another process of a provider that keeps no times)."""
 
     name: str
     command: str
     running: bool
     exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def seconds(self, now: datetime) -> float | None:
+        """How long it has run: to its end, or to ``now`` while it runs."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, (end - self.started_at).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +211,14 @@ class SessionOutput:
     running: bool
     exit_code: int | None = None
     truncated: bool = False
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    @property
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            self.name, "", self.running, self.exit_code, self.started_at, self.ended_at
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +266,9 @@ class SandboxProvider(Protocol):
     """
 
     name: str
+    stops_on_close: bool
+    """Whether :meth:`aclose` stops the sandboxes this object started (local ones live in this
+    process; Daytona's run on until they auto-stop)."""
 
     async def create(
         self, spec: SandboxSpec | None = None, *, sandbox_id: str | None = None

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,8 @@ class AgentClient:
             running=info.running,
             exit_code=info.exit_code,
             truncated=bool(response.get("truncated")),
+            started_at=info.started_at,
+            ended_at=info.ended_at,
         )
 
     async def kill_session(self, name: str) -> SessionInfo:
@@ -187,4 +190,11 @@ def _session(data: Mapping[str, Any]) -> SessionInfo:
         command=str(data.get("command", "")),
         running=bool(data.get("running")),
         exit_code=None if code is None else int(code),
+        started_at=_when(data.get("started_at")),
+        ended_at=_when(data.get("ended_at")),
     )
+
+
+def _when(stamp: Any) -> datetime | None:
+    """An agent's epoch seconds (absent from agents started before they were reported)."""
+    return None if stamp is None else datetime.fromtimestamp(float(stamp), UTC)

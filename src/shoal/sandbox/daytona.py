@@ -92,6 +92,7 @@ class DaytonaOptions:
 
 class DaytonaProvider:
     name = "daytona"
+    stops_on_close = False
 
     def __init__(self, options: DaytonaOptions | None = None) -> None:
         self.options = options or DaytonaOptions()

@@ -21,11 +21,14 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from daytona_toolbox_api_client_async import SessionExecuteRequest
 
 from shoal.errors import ShoalError
+from shoal.kit.time import utcnow
 from shoal.sandbox.base import (
     TIMEOUT_EXIT_CODE,
     OutputCallback,
@@ -146,11 +149,25 @@ class Sessions:
 
     def __init__(self) -> None:
         self._killed: dict[tuple[str, str], tuple[str, SessionOutput]] = {}
+        # Daytona keeps no times: when this process started a session, and first saw it ended.
+        self._times: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
 
     def forget(self, sandbox_id: str) -> None:
         """The sandbox stopped: its processes, killed or not, are gone."""
         for key in [k for k in self._killed if k[0] == sandbox_id]:
             del self._killed[key]
+        for key in [k for k in self._times if k[0] == sandbox_id]:
+            del self._times[key]
+
+    def _timed(self, sandbox_id: str, info: SessionInfo) -> SessionInfo:
+        times = self._times.get((sandbox_id, info.name))
+        if times is None:
+            return info
+        started, ended = times
+        if ended is None and not info.running:
+            ended = utcnow()
+            self._times[(sandbox_id, info.name)] = (started, ended)
+        return replace(info, started_at=started, ended_at=ended)
 
     async def _info(self, process: Any, errors: Errors, name: str) -> SessionInfo | None:
         try:
@@ -173,7 +190,8 @@ class Sessions:
             await process.create_session(name)
             request = SessionExecuteRequest(command=line, run_async=True)
             await process.execute_session_command(name, request)
-        return SessionInfo(name, command, True)
+        self._times[(sandbox_id, name)] = (utcnow(), None)
+        return self._timed(sandbox_id, SessionInfo(name, command, True))
 
     async def read(self, process: Any, errors: Errors, sandbox_id: str, name: str) -> SessionOutput:
         info = await self._info(process, errors, name)
@@ -187,9 +205,11 @@ class Sessions:
             logs = await process.get_session_command_logs(name, session.commands[-1].id)
         output = logs.output or ""
         truncated = len(output) > SESSION_BUFFER
+        info = self._timed(sandbox_id, info)
         return SessionOutput(
-            name, output[-SESSION_BUFFER:], info.running, info.exit_code, truncated
-        )
+            name, output[-SESSION_BUFFER:], info.running, info.exit_code, truncated,
+            info.started_at, info.ended_at,
+        )  # fmt: skip
 
     async def kill(self, process: Any, errors: Errors, sandbox_id: str, name: str) -> SessionInfo:
         info = await self._info(process, errors, name)
@@ -197,15 +217,19 @@ class Sessions:
             killed = self._killed.get((sandbox_id, name))
             if killed is None:
                 raise SessionNotFound(name)
-            return SessionInfo(name, killed[0], False, killed[1].exit_code)
+            return replace(killed[1].info, command=killed[0])
         if not info.running:
-            return info
+            return self._timed(sandbox_id, info)
         output = await self.read(process, errors, sandbox_id, name)
         with errors():
             await process.delete_session(name)
-        last = SessionOutput(name, output.output, False, KILLED_EXIT_CODE, output.truncated)
+        ended = self._timed(sandbox_id, replace(info, running=False, exit_code=KILLED_EXIT_CODE))
+        last = SessionOutput(
+            name, output.output, False, KILLED_EXIT_CODE, output.truncated,
+            ended.started_at, ended.ended_at,
+        )  # fmt: skip
         self._killed[(sandbox_id, name)] = (info.command, last)
-        return SessionInfo(name, info.command, False, KILLED_EXIT_CODE)
+        return ended
 
     async def list(self, process: Any, errors: Errors, sandbox_id: str) -> list[SessionInfo]:
         with errors():
@@ -215,8 +239,8 @@ class Sessions:
             if session.session_id.startswith(EXEC_SESSION_PREFIX):
                 continue
             if (info := _describe(session.session_id, session.commands)) is not None:
-                found[info.name] = info
+                found[info.name] = self._timed(sandbox_id, info)
         for (owner, name), (command, killed) in self._killed.items():
             if owner == sandbox_id and name not in found:
-                found[name] = SessionInfo(name, command, False, killed.exit_code)
+                found[name] = replace(killed.info, command=command)
         return [found[name] for name in sorted(found)]

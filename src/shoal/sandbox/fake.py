@@ -27,6 +27,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shoal.errors import BadRequest
@@ -104,6 +105,12 @@ class _Session:
     task: asyncio.Task[int | None] | None = None
     output: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    ended_at: datetime | None = None
+
+    def end(self, code: int | None) -> None:
+        if self.ended_at is None:
+            self.exit_code, self.ended_at = code, utcnow()
 
 
 @dataclass(slots=True)
@@ -120,6 +127,7 @@ class _Box:
 
 class ScriptedSandbox:
     name = "fake"
+    stops_on_close = True
 
     def __init__(self) -> None:
         self._boxes: dict[str, _Box] = {}
@@ -279,7 +287,7 @@ class ScriptedSandbox:
         self.calls.append(ExecCall(sandbox_id, command, cwd, dict(ctx.env), session=name))
 
         async def run() -> int | None:
-            session.exit_code = await self._call(ctx)
+            session.end(await self._call(ctx))
             return session.exit_code
 
         session.task = asyncio.create_task(run())
@@ -296,7 +304,10 @@ class ScriptedSandbox:
     async def read_session(self, sandbox_id: str, name: str) -> SessionOutput:
         session = self._session(sandbox_id, name)
         info = _info(session)
-        return SessionOutput(name, "".join(session.output), info.running, info.exit_code)
+        return SessionOutput(
+            name, "".join(session.output), info.running, info.exit_code, False,
+            info.started_at, info.ended_at,
+        )  # fmt: skip
 
     async def kill_session(self, sandbox_id: str, name: str) -> SessionInfo:
         session = self._session(sandbox_id, name)
@@ -304,7 +315,7 @@ class ScriptedSandbox:
             session.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await session.task
-            session.exit_code = 137
+            session.end(137)
         return _info(session)
 
     async def list_sessions(self, sandbox_id: str) -> list[SessionInfo]:
@@ -396,5 +407,9 @@ class ScriptedSandbox:
 
 def _info(session: _Session) -> SessionInfo:
     running = session.exit_code is None and session.task is not None and not session.task.done()
+    if not running:
+        session.end(session.exit_code)  # a script that ended without an exit code
     code = session.exit_code if not running else None
-    return SessionInfo(session.name, session.command, running, code)
+    return SessionInfo(
+        session.name, session.command, running, code, session.started_at, session.ended_at
+    )

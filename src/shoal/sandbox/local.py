@@ -69,6 +69,7 @@ class LocalProvider:
     """Sandboxes on this host, isolated by bubblewrap (``isolation=False``: unsafe-local)."""
 
     name = "local"
+    stops_on_close = True
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from shoal.sandbox import SandboxProvider
+from shoal.sandbox.base import SessionInfo
 from shoal.sandboxes.manager import SandboxManager
 
 ExecReporter = Callable[[float], Awaitable[None]]
@@ -42,6 +43,10 @@ class ProjectSandbox:
             await self.manager.touch(self.sandbox_id)
         if self._on_exec is not None:
             await self._on_exec(seconds)
+
+    async def sessions_seen(self, sessions: list[SessionInfo]) -> None:
+        if self.sandbox_id is not None:
+            await self.manager.sessions_seen(self.sandbox_id, sessions)
 
     def port_url(self, port: int) -> str:
         if self.sandbox_id is None:

@@ -30,12 +30,33 @@ from shoal.db.session import on_commit, unit_of_work
 from shoal.errors import NotFound, ShoalError
 from shoal.kit.time import utcnow
 from shoal.sandbox import SandboxNotFound, SandboxProvider, SandboxSpec, build_provider
-from shoal.sandbox.base import WORKSPACE, Network, SandboxNotRunning
+from shoal.sandbox.base import WORKSPACE, Network, SandboxNotRunning, SessionInfo
 from shoal.sandboxes.repository import SandboxRepository
 
 log = structlog.get_logger(__name__)
 ProviderFactory = Callable[[Settings], SandboxProvider]
 _TOUCH_EVERY = 15.0  # seconds between last_active_at writes for one sandbox
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTime:
+    """A background session that ended, and the sandbox seconds it used."""
+
+    sandbox_id: uuid.UUID
+    account_id: uuid.UUID
+    project_id: uuid.UUID
+    session: SessionInfo
+    seconds: float
+
+    @property
+    def key(self) -> str:
+        """One ledger row per session run: its sandbox, name and start."""
+        started = self.session.started_at.isoformat() if self.session.started_at else "?"
+        return f"session:{self.sandbox_id}:{self.session.name}:{started}"
+
+
+# Stores ended sessions' time (the runs layer meters it in the usage ledger).
+SessionMeter = Callable[[list[SessionTime]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +83,8 @@ class SandboxManager:
         self._touched: dict[uuid.UUID, float] = {}
         self._idle_task: asyncio.Task[None] | None = None
         self._started: set[uuid.UUID] = set()
+        self.meter: SessionMeter | None = None
+        """Where the time of ended background sessions goes (none: not metered)."""
 
     @property
     def provider(self) -> SandboxProvider:
@@ -181,11 +204,56 @@ class SandboxManager:
         async with self._lock(sandbox_id):
             row, _ = await self._load(sandbox_id)
             if row.provider_sandbox_id is not None and row.state != "deleted":
+                sessions = await self._sessions(row.provider_sandbox_id)
                 with contextlib.suppress(SandboxNotFound):
                     await self.provider.stop(row.provider_sandbox_id)
+                await self._ended(row, sessions, gone=True)
             await self._set(sandbox_id, state="stopped")
             self._started.discard(sandbox_id)
         log.info("sandbox.stopped", sandbox_id=str(sandbox_id))
+
+    # -- background sessions' time ---------------------------------------------------------------
+
+    async def _sessions(self, provider_id: str) -> list[SessionInfo]:
+        """The sandbox's background sessions (none when it is not running or unreachable)."""
+        try:
+            return await self.provider.list_sessions(provider_id)
+        except Exception:
+            return []
+
+    async def _ended(
+        self,
+        owner: Sandbox | tuple[uuid.UUID, uuid.UUID, uuid.UUID],
+        sessions: list[SessionInfo],
+        *,
+        gone: bool = False,
+    ) -> None:
+        """Meter the sessions that ended (``gone``: all of them ended now — the sandbox stopped
+        or was deleted). A session is metered once (the ledger is idempotent by its key)."""
+        if self.meter is None or not sessions:
+            return
+        if isinstance(owner, Sandbox):
+            owner = (owner.sandbox_id, owner.account_id, owner.project_id)
+        sandbox_id, account_id, project_id = owner
+        now = utcnow()
+        ended = [
+            SessionTime(sandbox_id, account_id, project_id, info, info.seconds(now) or 0.0)
+            for info in sessions
+            if info.started_at is not None and (gone or not info.running)
+        ]
+        if not ended:
+            return
+        try:
+            await self.meter(ended)
+        except Exception:
+            log.exception("sandbox.session_metering_failed", sandbox_id=str(sandbox_id))
+
+    async def sessions_seen(self, sandbox_id: uuid.UUID, sessions: list[SessionInfo]) -> None:
+        """A tool saw these sessions: meter those that have ended."""
+        if self.meter is None or all(s.running or s.started_at is None for s in sessions):
+            return
+        row, _ = await self._load(sandbox_id)
+        await self._ended(row, sessions)
 
     async def touch(self, sandbox_id: uuid.UUID) -> None:
         """Note activity (throttled): keeps a sandbox in use from being stopped as idle."""
@@ -285,9 +353,14 @@ class SandboxManager:
             row, _ = await self._load(sandbox_id)
             if row.provider_sandbox_id is None or row.state == "deleted":
                 return
+            before = await self._sessions(row.provider_sandbox_id)
             try:
                 await self.provider.set_network(row.provider_sandbox_id, network)
                 log.info("sandbox.network_changed", sandbox_id=str(sandbox_id), network=network)
+                # a provider that restarted the sandbox for it ended its sessions
+                after = {s.name: s for s in await self._sessions(row.provider_sandbox_id)}
+                ended = [s for s in before if s.running and s.name not in after]
+                await self._ended(row, ended, gone=True)
                 return
             except SandboxNotFound:
                 return  # recreated on next use, with the project's setting
@@ -295,6 +368,7 @@ class SandboxManager:
                 log.exception("sandbox.network_change_failed", sandbox_id=str(sandbox_id))
             with contextlib.suppress(Exception):
                 await self.provider.stop(row.provider_sandbox_id)
+                await self._ended(row, before, gone=True)
             self._started.discard(sandbox_id)
             with contextlib.suppress(Exception):
                 await self._set(sandbox_id, state="stopped")
@@ -308,14 +382,24 @@ class SandboxManager:
         if row is None or row.provider_sandbox_id is None:
             return
         provider_id, sandbox_id = row.provider_sandbox_id, row.sandbox_id
+        owner = (row.sandbox_id, row.account_id, row.project_id)
 
         async def _delete() -> None:
-            await self.delete_at_provider(sandbox_id, provider_id)
+            await self.delete_at_provider(sandbox_id, provider_id, owner=owner)
 
         on_commit(session, _delete)
 
-    async def delete_at_provider(self, sandbox_id: uuid.UUID, provider_id: str) -> None:
+    async def delete_at_provider(
+        self,
+        sandbox_id: uuid.UUID,
+        provider_id: str,
+        *,
+        owner: tuple[uuid.UUID, uuid.UUID, uuid.UUID] | None = None,
+    ) -> None:
+        """Delete the provider's sandbox; ``owner`` (sandbox, account, project ids — its row is
+        gone by now) is charged for the background sessions that ended with it."""
         async with self._lock(sandbox_id):
+            sessions = await self._sessions(provider_id) if owner is not None else []
             try:
                 await self.provider.delete(provider_id)
             except SandboxNotFound:
@@ -323,6 +407,8 @@ class SandboxManager:
             except Exception:
                 log.exception("sandbox.delete_failed", provider_sandbox_id=provider_id)
                 return
+            if owner is not None:
+                await self._ended(owner, sessions, gone=True)
         self._locks.pop(sandbox_id, None)
         self._touched.pop(sandbox_id, None)
         log.info("sandbox.deleted", sandbox_id=str(sandbox_id))
@@ -359,16 +445,27 @@ class SandboxManager:
 
     async def aclose(self) -> None:
         """Stop the idle loop and release the provider (local sandboxes this process started
-        stop; they start again on next use)."""
+        stop, their background sessions metered; they start again on next use)."""
         if self._idle_task is not None:
             self._idle_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._idle_task
-        if self._provider is not None:
-            await self._provider.aclose()
-        for sandbox_id in list(self._started):  # the provider stopped what this process started
-            with contextlib.suppress(Exception):
-                await self._set(sandbox_id, state="stopped")
+        provider, stops = self._provider, bool(getattr(self._provider, "stops_on_close", False))
+        running: list[tuple[Sandbox, list[SessionInfo]]] = []
+        if provider is not None and stops and self.meter is not None:
+            for sandbox_id in list(self._started):
+                with contextlib.suppress(Exception):
+                    row, _ = await self._load(sandbox_id)
+                    if row.provider_sandbox_id is not None:
+                        running.append((row, await self._sessions(row.provider_sandbox_id)))
+        if provider is not None:
+            await provider.aclose()
+        for row, sessions in running:  # they ended with the sandboxes
+            await self._ended(row, sessions, gone=True)
+        if stops:  # the provider stopped what this process started (Daytona's run on)
+            for sandbox_id in list(self._started):
+                with contextlib.suppress(Exception):
+                    await self._set(sandbox_id, state="stopped")
         self._started.clear()
 
 

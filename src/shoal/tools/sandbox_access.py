@@ -22,7 +22,13 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import structlog
 
 from shoal.errors import PathOutsideWorkspace, ShoalError
-from shoal.sandbox.base import WORKSPACE, FileEntry, FileNotFoundInSandbox, SandboxProvider
+from shoal.sandbox.base import (
+    WORKSPACE,
+    FileEntry,
+    FileNotFoundInSandbox,
+    SandboxProvider,
+    SessionInfo,
+)
 from shoal.sandbox.paths import sandbox_path, workspace_parts
 from shoal.tools.base import ToolContext, ToolResult
 
@@ -41,6 +47,10 @@ class SandboxAccess(Protocol):
         """Report ``seconds`` of command execution (usage ledger, metrics)."""
         ...
 
+    async def sessions_seen(self, sessions: list[SessionInfo]) -> None:
+        """Report background sessions a tool saw (those that ended are metered)."""
+        ...
+
     def port_url(self, port: int) -> str:
         """The public URL that relays HTTP/WebSocket traffic to ``localhost:port`` inside."""
         ...
@@ -56,12 +66,14 @@ class StaticSandbox:
         *,
         base_url: str = "http://127.0.0.1:8000",
         on_exec: Callable[[float], Awaitable[None]] | None = None,
+        on_sessions: Callable[[list[SessionInfo]], Awaitable[None]] | None = None,
     ) -> None:
         self.provider = provider
         self.sandbox_id = sandbox_id
         self.base_url = base_url.rstrip("/")
         self.exec_seconds = 0.0
         self._on_exec = on_exec
+        self._on_sessions = on_sessions
 
     async def ensure_started(self) -> str:
         info = await self.provider.get(self.sandbox_id)
@@ -73,6 +85,10 @@ class StaticSandbox:
         self.exec_seconds += seconds
         if self._on_exec is not None:
             await self._on_exec(seconds)
+
+    async def sessions_seen(self, sessions: list[SessionInfo]) -> None:
+        if self._on_sessions is not None:
+            await self._on_sessions(sessions)
 
     def port_url(self, port: int) -> str:
         return f"{self.base_url}/api/sandboxes/{self.sandbox_id}/ports/{port}/"
@@ -104,6 +120,14 @@ async def open_sandbox(ctx: ToolContext) -> tuple[SandboxAccess, str]:
     if access is None or not isinstance(access, SandboxAccess):
         raise ToolFailure(NO_SANDBOX)
     return access, await access.ensure_started()
+
+
+async def meter_sessions(box: SandboxAccess, sessions: list[SessionInfo]) -> None:
+    """Report sessions a tool saw; a metering hiccup must not fail the tool."""
+    try:
+        await box.sessions_seen(sessions)
+    except Exception:
+        log.exception("sandbox.sessions_seen_failed")
 
 
 async def meter_exec(box: SandboxAccess, seconds: float) -> None:

@@ -27,6 +27,7 @@ from shoal.tools.sandbox_access import (
     ToolFailure,
     keep_tail,
     meter_exec,
+    meter_sessions,
     open_sandbox,
     reports_failures,
     workspace_path,
@@ -187,6 +188,7 @@ class ShellTool(Tool):
         while output.running and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_SECONDS)
             output = await box.provider.read_session(sandbox_id, name)
+        await meter_sessions(box, [output.info])  # it may have finished already
         intro = f"Started in background session {name!r}: {command}\n"
         return self._session_result(output, intro, command=command, cwd=cwd)
 
@@ -225,6 +227,7 @@ class ShellTool(Tool):
             output = await box.provider.read_session(sandbox_id, session_name)
         except SessionNotFound:
             raise ToolFailure(await _unknown_session(box, sandbox_id, session_name)) from None
+        await meter_sessions(box, [output.info])
         result = self._session_result(output, f"Session {session_name!r}:\n")
         result.success = True  # reading worked; the status line says how the command ended
         return result
@@ -243,6 +246,7 @@ class ShellTool(Tool):
             info = await box.provider.kill_session(sandbox_id, session_name)
         except SessionNotFound:
             raise ToolFailure(await _unknown_session(box, sandbox_id, session_name)) from None
+        await meter_sessions(box, [info])
         tail, _ = keep_tail(before.output, min(self.output_max_chars, 2000))
         last = f"\nLast output:\n{tail.rstrip()}" if tail.strip() else ""
         if not before.running:
@@ -258,6 +262,7 @@ class ShellTool(Tool):
         """List the background command sessions of the sandbox and their status."""
         box, sandbox_id = await open_sandbox(ctx)
         sessions = await box.provider.list_sessions(sandbox_id)
+        await meter_sessions(box, sessions)
         if not sessions:
             return ToolResult.ok("No command sessions.", sessions=[])
         lines = []
