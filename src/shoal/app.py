@@ -36,6 +36,7 @@ from shoal.runs.host import RunHost
 from shoal.runs.router import router as runs_router
 from shoal.sandbox import SandboxProvider
 from shoal.sandboxes.manager import SandboxManager
+from shoal.sandboxes.preview_origin import PreviewOriginMiddleware
 from shoal.sandboxes.router import router as sandboxes_router
 from shoal.threads.router import router as threads_router
 
@@ -280,6 +281,8 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["x-request-id", "retry-after"],
         )
+    if settings.preview_url:
+        app.add_middleware(PreviewOriginMiddleware, preview_url=settings.preview_url)
     app.add_middleware(
         RequestContextMiddleware,
         max_body=settings.max_request_bytes,

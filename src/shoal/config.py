@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         description="the public origin",
         validation_alias=_env("SHOAL_PUBLIC_URL"),
     )
+    preview_url: str | None = Field(
+        None,
+        description="a separate origin for the sandbox port relay (unset: the public origin)",
+        validation_alias=_env("SHOAL_PREVIEW_URL"),
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated allowed browser origins",
@@ -520,6 +525,11 @@ class Settings(BaseSettings):
 
     # -- derived ------------------------------------------------------------------------------
     @property
+    def relay_url(self) -> str:
+        """The origin of sandbox port URLs: the preview origin when one is set."""
+        return (self.preview_url or self.public_url).rstrip("/")
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -566,6 +576,7 @@ class Settings(BaseSettings):
             ("SHOAL_BROKER_URL", self.broker_url, ("amqp", "amqps")),
             ("SHOAL_REDIS_URL", self.redis_url, ("redis", "rediss")),
             ("SHOAL_PUBLIC_URL", self.public_url, ("http", "https")),
+            ("SHOAL_PREVIEW_URL", self.preview_url, ("http", "https")),
             ("SUPABASE_URL", self.supabase_url, ("http", "https")),
             ("SUPABASE_JWKS_URL", self.supabase_jwks_url, ("http", "https")),
             ("LANGFUSE_HOST", self.langfuse_host, ("http", "https")),
@@ -584,7 +595,13 @@ class Settings(BaseSettings):
         return out
 
     def _combination_problems(self) -> list[str]:
+        preview, public = urlsplit(self.preview_url or ""), urlsplit(self.public_url)
         checks = (
+            (
+                bool(self.preview_url) and preview.hostname == public.hostname,
+                "SHOAL_PREVIEW_URL must be on another host than SHOAL_PUBLIC_URL (cookies do not "
+                "tell ports apart): sandbox pages served there must not reach the API's origin",
+            ),
             (
                 bool(self.broker_url) and not self.redis_url,
                 "SHOAL_BROKER_URL needs SHOAL_REDIS_URL: a separate worker could neither receive "

@@ -168,6 +168,41 @@ async def test_a_background_server_is_reachable_by_the_next_command_and_the_rela
     assert not _processes_with("http.server 8001")
 
 
+PREVIEW = "http://preview.test"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"preview_url": PREVIEW}], ids=["preview"])
+async def test_with_a_preview_origin_ports_are_served_there_only(
+    app: FastAPI, client: httpx.AsyncClient, user: TestUser
+) -> None:
+    """SHOAL_PREVIEW_URL: the agent's port URL is on the preview origin, the relay answers
+    there, the API's origin redirects relay requests to it, and the preview origin serves
+    nothing but ports (a sandbox page's scripts cannot call the API as their origin)."""
+    thread_id, project_id = await new_thread(client, user)
+    run_id = await start_run(client, user, thread_id, "serve it")
+    run = await wait_run(client, user, run_id, timeout=60)
+    assert run["status"] == "completed", run
+    url = (await _tool_results(app, run_id))[2]["output"]
+    sandbox_id = (
+        await client.get(f"/api/projects/{project_id}/sandbox", headers=user.headers)
+    ).json()["sandbox_id"]
+    relay_path = f"/api/sandboxes/{sandbox_id}/ports/8001/"
+    assert f"{PREVIEW}{relay_path}" in url
+
+    preview = {**user.headers, "Host": "preview.test"}
+    page = await client.get(relay_path, headers=preview)
+    assert page.status_code == 200 and "Directory listing for /" in page.text
+    moved = await client.get(relay_path + "?x=1", headers=user.headers)
+    assert moved.status_code == 307
+    assert moved.headers["location"] == f"{PREVIEW}{relay_path}?x=1"
+    api = await client.get(f"/api/projects/{project_id}", headers=preview)
+    assert api.status_code == 404 and api.json()["code"] == "not_found"
+    assert (
+        await client.get(f"/api/projects/{project_id}", headers=user.headers)
+    ).status_code == 200
+    await app.state.sandboxes.stop(uuid.UUID(sandbox_id))
+
+
 def _processes_with(marker: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

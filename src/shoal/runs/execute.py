@@ -104,7 +104,7 @@ async def execute_run(
     sandbox = ProjectSandbox(
         runtime.sandboxes,
         project_id=run.project_id,
-        public_url=settings.public_url,
+        public_url=settings.relay_url,
         on_exec=_exec_reporter(runtime, run),
     )
     return await manager.run(
