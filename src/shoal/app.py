@@ -28,6 +28,7 @@ from shoal.config import Settings, load_settings
 from shoal.db.engine import create_engine, session_factory
 from shoal.db.migrate import upgrade_async
 from shoal.errors import ShoalError, ValidationFailed
+from shoal.kit.asgi import send_error
 from shoal.llm.base import ChatModel
 from shoal.observability.logging import redact
 from shoal.observability.metrics_router import router as metrics_router
@@ -180,21 +181,7 @@ class _BodyTooLarge(Exception):
 
 
 async def _send_json(send: Send, status: int, detail: str, code: str, request_id: str) -> None:
-    import json
-
-    body = json.dumps({"detail": detail, "code": code}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, status, detail, code, headers=[(b"x-request-id", request_id.encode())])
 
 
 def create_app(

@@ -12,11 +12,12 @@ its storage; on a separate origin they reach nothing of shoal. With a preview or
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shoal.kit.asgi import send_error
 
 RELAY_PATH = re.compile(r"^/api/sandboxes/[^/]+/ports/[^/]+(/.*)?$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -51,7 +52,7 @@ class PreviewOriginMiddleware:
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         elif preview:
-            await _json(send, 404, "not_found", "This origin serves sandbox ports only.")
+            await send_error(send, 404, "This origin serves sandbox ports only.", "not_found")
         else:
             query = scope.get("query_string", b"").decode("latin-1")
             location = self.origin + scope["path"] + (f"?{query}" if query else "")
@@ -66,18 +67,3 @@ class PreviewOriginMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": b""})
-
-
-async def _json(send: Send, status: int, code: str, detail: str) -> None:
-    body = json.dumps({"detail": detail, "code": code}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
