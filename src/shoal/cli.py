@@ -151,7 +151,7 @@ def users_create(
     """Create a password user with their personal account (built-in auth)."""
     import asyncio
 
-    from shoal.accounts import service as account_service
+    from shoal.accounts import identity
     from shoal.db.session import unit_of_work
     from shoal.errors import ShoalError
 
@@ -161,7 +161,7 @@ def users_create(
 
     async def create() -> tuple[str, str]:
         async with _accounts_database(settings) as factory, unit_of_work(factory) as session:
-            user = await account_service.create_user(session, email=email, password=password)
+            user = await identity.create_user(session, email=email, password=password)
             return str(user.id), str(user.email)
 
     try:

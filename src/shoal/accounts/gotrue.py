@@ -18,8 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from shoal.accounts import ratelimit
-from shoal.accounts import service as account_service
+from shoal.accounts import identity, ratelimit
 from shoal.accounts.deps import OptionalPrincipal, SessionFactoryDep
 from shoal.accounts.schemas import GoTrueSession, GoTrueUser, SignUpRequest, TokenRequest
 from shoal.auth.principal import Principal
@@ -121,10 +120,10 @@ async def signup(
     await _rate_limit(request, factory, f"signup-ip:{_client_ip(request)}")
     settings = _settings(request)
     async with unit_of_work(factory) as session:
-        user = await account_service.create_user(
+        user = await identity.create_user(
             session, email=body.email, password=body.password, user_metadata=body.data
         )
-        return await account_service.start_session(
+        return await identity.start_session(
             session,
             _issuer(request),
             user=user,
@@ -152,7 +151,7 @@ async def token(
         keys = [f"ip:{_client_ip(request)}"] + ([f"email:{email}"] if email else [])
         await _rate_limit(request, factory, *keys)
         async with unit_of_work(factory) as session:
-            return await account_service.sign_in_with_password(
+            return await identity.sign_in_with_password(
                 session,
                 issuer,
                 email=email,
@@ -160,16 +159,16 @@ async def token(
                 refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
                 user_agent=request.headers.get("user-agent"),
             )
-    reused: account_service.RefreshTokenAlreadyUsed | None = None
+    reused: identity.RefreshTokenAlreadyUsed | None = None
     async with unit_of_work(factory) as session:
         try:
-            return await account_service.refresh_session(
+            return await identity.refresh_session(
                 session,
                 issuer,
                 refresh_token=body.refresh_token,
                 refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
             )
-        except account_service.RefreshTokenAlreadyUsed as exc:
+        except identity.RefreshTokenAlreadyUsed as exc:
             reused = exc  # commit the session's revocation, then answer with the error
     raise reused
 
@@ -177,7 +176,7 @@ async def token(
 @router.get("/user")
 async def get_user(principal: UserPrincipal, session: SessionDep) -> GoTrueUser:
     """The signed-in user."""
-    return await account_service.current_user(session, principal)
+    return await identity.current_user(session, principal)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -190,7 +189,7 @@ async def logout(
 
     Access tokens of an ended session stop working at once.
     """
-    await account_service.sign_out(session, principal, scope=scope)
+    await identity.sign_out(session, principal, scope=scope)
 
 
 @router.get("/.well-known/jwks.json")
