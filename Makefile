@@ -52,4 +52,7 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o constraints.txt
 
 clean:
+	@# Local sandboxes' workspace images (as root) stay mounted after shoal stops: unmount them.
+	@awk -v dir="$(CURDIR)/.shoal/" 'index($$2, dir) == 1 { print $$2 }' /proc/mounts 2>/dev/null \
+		| xargs -r -n1 umount -l 2>/dev/null || true
 	rm -rf $(VENV) .shoal .mypy_cache .ruff_cache .pytest_cache
