@@ -15,15 +15,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import uvicorn
 
+from shoal.kit.threaded_server import serve_here
 from shoal.llm.fake_server import FakeLLMServer
 
 FAKE_MODEL = "openai/fake"
@@ -62,46 +62,11 @@ class Unavailable(Exception):
     """A service the benchmark needs is not reachable (the part is skipped with a note)."""
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: Ctrl-C stays the benchmark's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
     """``app`` (lifespan already entered) on a free 127.0.0.1 port, in this event loop."""
-    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only then (else Nagle adds ~40 ms)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=2,
-        backlog=4096,
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped during start-up")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        sock.close()
+    async with serve_here(app, timeout_graceful_shutdown=2, backlog=4096) as address:
+        yield f"http://{address}"
 
 
 @dataclass

@@ -1,19 +1,65 @@
-"""An ASGI app under uvicorn in a thread of its own, on a free 127.0.0.1 port.
+"""An ASGI app under uvicorn on a free 127.0.0.1 port: in a thread of its own
+(:class:`ThreadedServer`) or in the caller's event loop (:func:`serve_here`).
 
 The fakes shoal ships (the OpenAI-compatible LLM server, the Daytona API) serve tests and
-benchmarks this way: their own event loop, so the code under test never shares one with them.
+benchmarks from a thread: their own event loop, so the code under test never shares one with
+them. Tests and benchmarks serve the app under test itself in their own loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 START_TIMEOUT_SECONDS = 10.0
+
+
+def _listening_socket(host: str) -> socket.socket:
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says
+    # TCP; with proto 0 Nagle + delayed ACKs add ~40 ms to every response.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_here(app: Any, **config: Any) -> AsyncIterator[str]:
+    """``app`` (its lifespan already entered) served in this event loop on a free 127.0.0.1
+    port; yields ``host:port``. ``config`` goes to ``uvicorn.Config``; uvicorn's signal
+    handlers stay off (Ctrl-C remains the caller's)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    sock = _listening_socket("127.0.0.1")
+    port = sock.getsockname()[1]
+    settings = {"lifespan": "off", "log_config": None, "access_log": False, **config}
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped during start-up")
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            await asyncio.sleep(0.01)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        sock.close()
 
 
 class ThreadedServer:
@@ -54,11 +100,7 @@ class ThreadedServer:
     def start(self) -> None:
         import uvicorn
 
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says
-        # TCP; with proto 0 Nagle + delayed ACKs add ~40 ms to every response.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock = _listening_socket(self.host)
         self.port = sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(self.app, **self.config))
         self._thread = threading.Thread(
